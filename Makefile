@@ -1,0 +1,40 @@
+# snn-zoo: the two commands are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export ZOO_DATA_DIR ?= $(abspath ../shared/data)
+export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
+
+.PHONY: help venv demo zoo test test-fast bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install snn-zoo with its pinned dependencies
+
+demo: $(STAMP)  ## rebuild the embedded default zoo (scikit-learn digits, offline) with `dvc repro`
+	$(BIN)/zoo demo
+
+zoo: $(STAMP)  ## rebuild the full zoo (MNIST, CIFAR-10) from the data root $$ZOO_DATA_DIR
+	$(BIN)/zoo check-data --full
+	PATH=$(abspath $(BIN)):$$PATH ZOO_PROFILE=full $(BIN)/dvc repro
+
+test: $(STAMP)  ## run the whole test suite
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)  ## the suite without the slow end-to-end tests
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)  ## ANN vs SNN timestep cost (bench/README.md)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/timestep_cost.py
+
+clean:  ## remove caches (keeps .venv and models/)
+	rm -rf .pytest_cache mlruns lightning_logs
