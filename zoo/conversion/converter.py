@@ -1,0 +1,128 @@
+"""The converter: a trained classifier + calibration data + a recipe -> a :class:`SpikingNetwork`.
+
+Steps (each its own module): :func:`~zoo.conversion.graph.canonicalize` (trace, fold BN, find activations),
+:func:`~zoo.conversion.calibration.calibrate` (activation statistics), :func:`compute_thresholds`
+(normalization), :func:`build_snn` (neurons, pooling, encoder, readout; optionally the weight form).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from zoo.conversion.calibration import ActivationStats, calibrate, iterate_inputs
+from zoo.conversion.graph import ActPoint, ConversionError, _set_module, act_points, canonicalize
+from zoo.conversion.normalization import compute_thresholds, neuron_depths, to_weight_form
+from zoo.conversion.variants import Recipe, get_variant
+from zoo.spiking.layer import ENCODERS, MembraneReadout, PoissonEncoder, RateGatedMaxPool2d, SoftmaxReadout, SpikeCountReadout
+from zoo.spiking.network import SpikingNetwork
+from zoo.spiking.neuron import BaseNode, IFNode, LIFNode
+
+OUTPUT = "output_probe"
+
+
+def _make_neuron(point: ActPoint, threshold: Tensor, recipe: Recipe, compensation: float) -> BaseNode:
+    synapse = math.exp(-recipe.dt / recipe.synapse_tau) if recipe.synapse_tau else None
+    if point.kind == "softlif":  # Hunsberger: the trained soft-LIF maps onto LIF neurons exactly
+        fn = point.fn
+        decay = math.exp(-recipe.dt / fn.tau_rc)
+        return LIFNode(1.0, amplitude=fn.amplitude / recipe.dt, tau_rc=fn.tau_rc, tau_ref=fn.tau_ref, dt=recipe.dt,
+                       gain=1.0 - decay, reset="zero", v_init=recipe.v_init, synapse_decay=synapse)
+    lowered = threshold / compensation
+    if recipe.neuron == "lif":
+        return LIFNode(lowered, amplitude=threshold, tau_rc=recipe.tau_rc, tau_ref=recipe.tau_ref, dt=recipe.dt,
+                       gain=1.0, reset=recipe.reset, v_init=recipe.v_init, synapse_decay=synapse)
+    return IFNode(lowered, amplitude=threshold, reset=recipe.reset, v_init=recipe.v_init, synapse_decay=synapse)
+
+
+def build_snn(canonical: fx.GraphModule, thresholds: dict[str, Tensor], recipe: Recipe, *,
+              input_shape: tuple[int, ...], config: dict[str, Any] | None = None) -> SpikingNetwork:
+    """Assemble the SNN from a canonical graph and one threshold tensor per ActPoint."""
+    gm = copy.deepcopy(canonical).eval()
+    ShapeProp(gm).propagate(torch.zeros((1,) + tuple(input_shape)))
+    points = act_points(gm)
+    missing = [n for n in points if n not in thresholds]
+    if missing:
+        raise ConversionError(f"no threshold for activation layers {missing}")
+    depth = neuron_depths(gm, lambda n: isinstance(gm.get_submodule(n.target), ActPoint)
+                          and gm.get_submodule(n.target).kind != "output")
+    out_threshold = thresholds.get(OUTPUT, torch.ones(1))
+    for name, p in points.items():
+        if name == OUTPUT:
+            continue
+        comp = 1.0 + recipe.depth_compensation * depth.get(name, 0)
+        _set_module(gm, name, _make_neuron(p, thresholds[name], recipe, comp))
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and node.target == OUTPUT:
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+    if hasattr(gm, OUTPUT):
+        delattr(gm, OUTPUT)
+    for name, m in list(gm.named_modules()):
+        if isinstance(m, nn.MaxPool2d) and recipe.maxpool == "rate_gated":
+            _set_module(gm, name, RateGatedMaxPool2d.from_maxpool(m))
+        if recipe.bias == "drop" and isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)) and m.bias is not None:
+            with torch.no_grad():
+                m.bias.zero_()
+    gm.recompile()
+    if recipe.form == "weight":
+        to_weight_form(gm)
+    if recipe.encoder == "poisson":
+        encoder = PoissonEncoder(recipe.poisson_rate, recipe.seed)
+    else:
+        encoder = ENCODERS[recipe.encoder]()
+    if recipe.readout == "spike_count":
+        readout = SpikeCountReadout(out_threshold.max(), reset=recipe.reset)
+    elif recipe.readout == "softmax":
+        readout = SoftmaxReadout(recipe.seed)
+    else:
+        readout = MembraneReadout()
+    cfg = dict(config or {})
+    cfg.update(recipe=recipe.model_dump(), input_shape=list(input_shape),
+               threshold_numel={n: int(t.numel()) for n, t in thresholds.items()})
+    return SpikingNetwork(encoder, gm, readout, cfg)
+
+
+def _first_batch(data) -> Tensor:
+    for x in iterate_inputs(data, 1):
+        return x
+    raise ValueError("calibration data is empty")
+
+
+def convert(model: nn.Module, calibration_data=None, variant: str | Recipe = "rueckauer2017", *,
+            stats: ActivationStats | None = None, input_shape: tuple[int, ...] | None = None,
+            config: dict[str, Any] | None = None, max_batches: int | None = None, progress: bool = True,
+            **overrides: Any) -> SpikingNetwork:
+    """Convert a trained classifier into a spiking network.
+
+    Args:
+        model: a trained ``nn.Module`` (used in eval mode, not modified), traceable with torch.fx.
+        calibration_data: DataLoader / Dataset / tensor of inputs for the activation statistics (not needed
+            for ``norm="none"``/``"model"`` if ``input_shape`` is given, nor when ``stats`` is passed).
+        variant: a registered variant name (see :func:`zoo.variants`) or a :class:`Recipe`.
+        stats: precomputed :class:`ActivationStats` (e.g. from the pipeline's calibrate stage).
+        **overrides: recipe fields to override, e.g. ``percentile=99.99, channel_wise=True``.
+    """
+    recipe = get_variant(variant, **overrides)
+    canonical = canonicalize(model)
+    if input_shape is None:
+        if calibration_data is None:
+            raise ValueError("pass calibration_data or input_shape")
+        input_shape = tuple(_first_batch(calibration_data).shape[1:])
+    needs_data = recipe.norm in ("max", "percentile") or (recipe.readout == "spike_count" and recipe.norm != "none")
+    if stats is None and needs_data:
+        if calibration_data is None:
+            raise ValueError(f"norm={recipe.norm!r} needs calibration_data (or precomputed stats)")
+        stats = calibrate(canonical, calibration_data, max_batches=max_batches, progress=progress)
+    input_bound = recipe.input_bound
+    if recipe.norm == "model" and input_bound is None:
+        input_bound = float(_first_batch(calibration_data).abs().max()) if calibration_data is not None else 1.0
+    thresholds = compute_thresholds(canonical, recipe, stats, input_shape=input_shape, input_bound=input_bound)
+    return build_snn(canonical, thresholds, recipe, input_shape=input_shape, config=config)
+
+
+__all__ = ["convert", "build_snn", "ConversionError"]

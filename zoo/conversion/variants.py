@@ -1,0 +1,174 @@
+"""Conversion variants as data: a registry of named recipes from the literature.
+
+A :class:`Recipe` is the full set of options the converter and simulator use. Each named variant is a
+recipe; users list them (``zoo.variants()``), read them, and override any field::
+
+    recipe = get_variant("rueckauer2017", percentile=99.99, channel_wise=True)
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_TIMESTEPS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+
+
+class VariantError(ValueError):
+    """An unknown variant name or an invalid recipe value; the message lists the valid choices."""
+
+
+class Recipe(BaseModel):
+    """Every option of a conversion + simulation, with its valid values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    name: str = "custom"
+    description: str = ""
+    reference: str = ""
+    # neurons
+    neuron: Literal["if", "lif"] = Field("if", description="integrate-and-fire or leaky integrate-and-fire")
+    reset: Literal["subtract", "zero"] = Field("subtract", description="reset by subtraction or to zero")
+    v_init: float = Field(0.0, ge=0.0, le=1.0, description="initial membrane potential, fraction of threshold")
+    tau_rc: float = Field(0.02, gt=0, description="LIF membrane time constant [s]")
+    tau_ref: float = Field(0.0, ge=0, description="LIF refractory period [s]")
+    dt: float = Field(0.001, gt=0, description="LIF timestep [s]")
+    synapse_tau: float | None = Field(None, gt=0, description="exponential synaptic filter on spikes [s]")
+    # input / output
+    encoder: Literal["analog", "poisson"] = Field("analog", description="input coding")
+    poisson_rate: float = Field(1.0, gt=0, description="Poisson input: spike probability c*|x| per step")
+    readout: Literal["membrane", "spike_count", "softmax"] = Field("membrane", description="output decoding")
+    # layers
+    bias: Literal["current", "drop"] = Field("current", description="biases as constant input current, or zeroed")
+    maxpool: Literal["rate_gated", "spike_max"] = Field(
+        "rate_gated", description="max-pooling gated by rates (Rueckauer) or max over spikes (Fang)")
+    # normalization
+    norm: Literal["none", "model", "max", "percentile"] = Field("percentile", description="threshold source")
+    percentile: float = Field(99.9, gt=0, le=100, description="percentile of positive activations")
+    channel_wise: bool = Field(False, description="one threshold per channel instead of per layer")
+    form: Literal["threshold", "weight"] = Field(
+        "threshold", description="threshold balancing, or weight normalization with unit thresholds")
+    depth_compensation: float = Field(
+        0.0, ge=0, lt=1, description="lower thresholds by 1/(1+c*depth) against depth-accumulated rate loss")
+    input_bound: float | None = Field(None, gt=0, description="model-based norm: bound on |input| (None: data max)")
+    # simulation
+    timesteps: list[int] = Field(default_factory=lambda: list(DEFAULT_TIMESTEPS), description="T values to report")
+    seed: int = Field(0, description="seed for Poisson input and spiking softmax")
+
+    @field_validator("timesteps")
+    @classmethod
+    def _check_timesteps(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("timesteps must not be empty")
+        bad = [t for t in v if t <= 0]
+        if bad:
+            raise ValueError(f"timesteps must be positive integers (T > 0), got {bad}")
+        return sorted(set(v))
+
+    def override(self, **changes: Any) -> "Recipe":
+        return make_recipe({**self.model_dump(), **changes})
+
+    @property
+    def t_max(self) -> int:
+        return max(self.timesteps)
+
+    @classmethod
+    def field_help(cls) -> dict[str, str]:
+        return {name: (f.description or "") for name, f in cls.model_fields.items()}
+
+
+def _format_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "recipe"
+        field = Recipe.model_fields.get(str(e["loc"][0])) if e["loc"] else None
+        valid = ""
+        if e["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(loc, list(Recipe.model_fields), n=3)
+            valid = f" Valid fields: {', '.join(Recipe.model_fields)}." + (f" Did you mean {close[0]!r}?" if close else "")
+            lines.append(f"unknown option {loc!r}.{valid}")
+            continue
+        if field is not None and getattr(field.annotation, "__origin__", None) is Literal:
+            valid = f" Valid values: {', '.join(repr(a) for a in field.annotation.__args__)}."
+        lines.append(f"invalid value for {loc!r}: {e.get('input')!r} ({e['msg']}).{valid}")
+    return "; ".join(lines)
+
+
+def make_recipe(fields: dict[str, Any]) -> Recipe:
+    try:
+        return Recipe(**fields)
+    except ValidationError as err:
+        raise VariantError(_format_error(err)) from None
+
+
+_REGISTRY: dict[str, Recipe] = {}
+
+
+def register_variant(recipe: Recipe) -> Recipe:
+    _REGISTRY[recipe.name] = recipe
+    return recipe
+
+
+def variants() -> dict[str, Recipe]:
+    """All registered conversion variants by name."""
+    return dict(_REGISTRY)
+
+
+def get_variant(name: str | Recipe, **overrides: Any) -> Recipe:
+    """The recipe ``name`` with fields overridden; unknown names and invalid values raise VariantError."""
+    if isinstance(name, Recipe):
+        base = name
+    elif name in _REGISTRY:
+        base = _REGISTRY[name]
+    else:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise VariantError(f"unknown variant {name!r}.{hint} Valid variants: {', '.join(_REGISTRY)}.")
+    return base.override(**overrides) if overrides else base
+
+
+_SEEDS = [
+    dict(name="cao2015", reference="Cao, Chen & Khosla 2015, IJCV",
+         description="IF neurons reset to zero, biases dropped, Poisson input spikes, spike-count readout, "
+                     "no normalization (thresholds 1).",
+         neuron="if", reset="zero", encoder="poisson", readout="spike_count", bias="drop", norm="none",
+         maxpool="spike_max"),
+    dict(name="diehl2015-model", reference="Diehl et al. 2015, IJCNN",
+         description="Cao's network with model-based normalization: thresholds from the largest possible "
+                     "activation given the weights.",
+         neuron="if", reset="zero", encoder="poisson", readout="spike_count", bias="drop", norm="model",
+         maxpool="spike_max"),
+    dict(name="diehl2015-data", reference="Diehl et al. 2015, IJCNN",
+         description="Cao's network with data-based normalization: thresholds at the maximum activation seen "
+                     "on calibration data (threshold balancing).",
+         neuron="if", reset="zero", encoder="poisson", readout="spike_count", bias="drop", norm="max",
+         maxpool="spike_max"),
+    dict(name="rueckauer2017", reference="Rueckauer et al. 2017, Front. Neurosci.",
+         description="Reset by subtraction, biases as constant current, robust 99.9th-percentile "
+                     "normalization, batch-norm folded, analog input, membrane readout, rate-gated max-pool.",
+         neuron="if", reset="subtract", encoder="analog", readout="membrane", bias="current",
+         norm="percentile", percentile=99.9, maxpool="rate_gated"),
+    dict(name="hu2018", reference="Hu, Tang & Pan 2018 (S-ResNet), arXiv:1805.01352",
+         description="Rueckauer's neurons in the weight-normalized form: each branch into a residual add is "
+                     "scaled by its own factor (shortcut normalization), thresholds compensated with depth.",
+         neuron="if", reset="subtract", encoder="analog", readout="membrane", bias="current",
+         norm="percentile", percentile=99.9, form="weight", depth_compensation=0.005, maxpool="rate_gated"),
+    dict(name="hunsberger2016", reference="Hunsberger & Eliasmith 2016, arXiv:1611.05141",
+         description="LIF neurons (tau_rc 20 ms, tau_ref 2 ms, dt 1 ms) with a 5 ms synaptic filter; soft-LIF "
+                     "layers map exactly, ReLU layers are normalized as in rueckauer2017.",
+         neuron="lif", reset="zero", tau_rc=0.02, tau_ref=0.002, dt=0.001, synapse_tau=0.005,
+         encoder="analog", readout="membrane", bias="current", norm="percentile", percentile=99.9),
+    dict(name="low-latency", reference="Bu et al. 2022 (ICLR) / Li et al. 2021: calibrated low-latency conversion",
+         description="Rueckauer's network with per-channel 99.99th-percentile thresholds and membranes "
+                     "initialized at half threshold (the 'shift' of clip-floor-shift), for few timesteps.",
+         neuron="if", reset="subtract", encoder="analog", readout="membrane", bias="current",
+         norm="percentile", percentile=99.99, channel_wise=True, v_init=0.5, maxpool="rate_gated"),
+]
+for _fields in _SEEDS:
+    register_variant(make_recipe(_fields))
+
+SEED_VARIANTS = ["cao2015", "diehl2015-model", "diehl2015-data", "rueckauer2017", "hu2018", "hunsberger2016"]
+
+__all__ = ["Recipe", "VariantError", "variants", "get_variant", "register_variant", "make_recipe",
+           "SEED_VARIANTS", "DEFAULT_TIMESTEPS"]

@@ -1,0 +1,95 @@
+"""The spiking network: an encoder, a converted body and a readout, simulated in chunks of timesteps."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from zoo.spiking.layer import Readout
+from zoo.spiking.neuron import BaseNode
+
+
+class SpikingNetwork(nn.Module):
+    """A converted SNN.
+
+    ``snn(x, steps=T)`` feeds the images ``x`` ``[B, ...]`` for ``T`` more timesteps (continuing from the
+    current state) and returns the readout's cumulative class scores ``[T, B, K]``. Call :meth:`reset_state`
+    before a new batch of images. ``body`` is a ``torch.fx.GraphModule`` that maps ``[T*B, ...]`` input
+    currents/spikes to the output layer's current ``[T*B, K]`` (or ``[B, K]`` if it is constant).
+
+    ``config`` holds everything needed to rebuild it (architecture, recipe, input shape); see
+    :mod:`zoo.serialization`.
+    """
+
+    def __init__(self, encoder: nn.Module, body: nn.Module, readout: Readout, config: dict[str, Any] | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.body = body
+        self.readout = readout
+        self.config: dict[str, Any] = dict(config or {})
+        self._stateful: list[nn.Module] | None = None
+
+    # ------------------------------------------------------------------------------------------ state
+    def stateful_modules(self) -> list[nn.Module]:
+        if self._stateful is None:
+            self._stateful = [m for m in self.modules() if m is not self and hasattr(m, "reset_state")]
+        return self._stateful
+
+    def neurons(self) -> dict[str, BaseNode]:
+        """Hidden-layer neurons by module path (the readout's own neuron is not included)."""
+        return {n: m for n, m in self.body.named_modules() if isinstance(m, BaseNode)}
+
+    def reset_state(self) -> None:
+        for m in self.stateful_modules():
+            m.reset_state()
+
+    def forward(self, x: Tensor, steps: int = 1) -> Tensor:
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        B = x.shape[0]
+        for m in self.stateful_modules():
+            m.steps, m.batch = steps, B
+        return self.readout(self.body(self.encoder(x)))
+
+    @torch.no_grad()
+    def run(self, x: Tensor, timesteps: int, chunk: int = 32) -> Tensor:
+        """Reset, simulate ``timesteps`` steps in chunks and return the final cumulative scores ``[B, K]``."""
+        self.reset_state()
+        done, scores = 0, None
+        while done < timesteps:
+            n = min(chunk, timesteps - done)
+            scores = self(x, steps=n)[-1]
+            done += n
+        return scores
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[dict[str, BaseNode]]:
+        """Record the binary spike trains of every hidden neuron layer (``node.recorded``)."""
+        nodes = self.neurons()
+        for n in nodes.values():
+            n.record, n.recorded = True, []
+        try:
+            yield nodes
+        finally:
+            for n in nodes.values():
+                n.record = False
+
+    @property
+    def timesteps(self) -> list[int]:
+        return list(self.config.get("recipe", {}).get("timesteps", [1, 2, 4, 8, 16, 32, 64, 128, 256]))
+
+    def extra_repr(self) -> str:
+        r = self.config.get("recipe", {})
+        return f"variant={r.get('name', '?')}, arch={self.config.get('arch', '?')}"
+
+
+def reset_net(net: nn.Module) -> None:
+    """Reset the state of every stateful module in ``net`` (SpikingJelly's ``functional.reset_net``)."""
+    for m in net.modules():
+        if hasattr(m, "reset_state"):
+            m.reset_state()
+
+
+__all__ = ["SpikingNetwork", "reset_net"]

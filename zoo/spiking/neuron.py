@@ -1,0 +1,223 @@
+"""Spiking neurons (multi-step).
+
+Every neuron processes a chunk of ``T`` timesteps at once. Its input is the synaptic current of the chunk,
+flattened to ``[T*B, ...]`` (the layout convolutions see), or ``[B, ...]`` for a current that is constant over
+the chunk (analog input into the first layer). State (membrane potential, refractory time, synaptic trace) is
+carried from one chunk to the next until :meth:`reset_state`, so a run of T=1024 steps fits in memory.
+
+The network sets ``steps`` (T of the chunk) and ``batch`` (B) on every stateful module before each chunk;
+:class:`zoo.spiking.network.SpikingNetwork` does this for you.
+
+Two neuron models:
+
+* :class:`IFNode` — integrate-and-fire (Diehl 2015, Rueckauer 2017): ``v += I``; a spike when ``v >= θ``;
+  reset to zero or by subtraction of θ.
+* :class:`LIFNode` — leaky integrate-and-fire with refractory period (Hunsberger & Eliasmith 2016):
+  ``v = decay * v + gain * I`` with ``decay = exp(-dt/τ_rc)``, no integration for ``τ_ref`` after a spike.
+
+Both emit spikes of value ``amplitude`` (``θ`` in the threshold-balanced form, so the next layer sees real
+units; 1 in the weight-normalized form) and can pass them through an exponential synaptic filter.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+RESETS = ("subtract", "zero")
+
+
+def _channel_view(t: Tensor, ndim: int) -> Tensor:
+    """Shape a per-layer (numel 1) or per-channel ([C]) parameter to broadcast over ``[N, C, ...]``."""
+    if t.numel() == 1:
+        return t.reshape(())
+    return t.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+class BaseNode(nn.Module):
+    """Common state handling and bookkeeping for spiking neurons."""
+
+    def __init__(
+        self,
+        threshold: Tensor | float = 1.0,
+        *,
+        amplitude: Tensor | float | None = None,
+        reset: str = "subtract",
+        v_init: float = 0.0,
+        synapse_decay: float | None = None,
+    ) -> None:
+        super().__init__()
+        if reset not in RESETS:
+            raise ValueError(f"reset={reset!r} is not valid; choose one of {RESETS}")
+        threshold = torch.as_tensor(threshold, dtype=torch.float32).reshape(-1)
+        amplitude = threshold.clone() if amplitude is None else torch.as_tensor(amplitude, dtype=torch.float32).reshape(-1)
+        self.register_buffer("threshold", threshold)
+        self.register_buffer("amplitude", amplitude)
+        self.reset = reset
+        self.v_init = float(v_init)
+        self.synapse_decay = synapse_decay
+        # set by the network before each chunk
+        self.steps = 1
+        self.batch: int | None = None
+        # optional recording of binary spikes (tests, diagnostics) and spike counting (measurement)
+        self.record = False
+        self.recorded: list[Tensor] = []
+        self.count_spikes = False
+        self.spike_counts: Tensor | None = None  # [steps] spikes summed over batch and neurons, per step
+        self.rate_sum: Tensor | None = None  # spikes summed over time, per neuron, [B, ...]
+        self._state_init()
+
+    def _state_init(self) -> None:
+        self.v: Tensor | None = None
+        self.trace: Tensor | None = None
+
+    def reset_state(self) -> None:
+        self._state_init()
+        self.recorded = []
+        self.spike_counts = None
+        self.rate_sum = None
+
+    def extra_repr(self) -> str:
+        th = self.threshold
+        th_s = f"{th.item():.4g}" if th.numel() == 1 else f"[{th.numel()} channels]"
+        return f"threshold={th_s}, reset={self.reset}, v_init={self.v_init}"
+
+    # -- layout helpers -------------------------------------------------------------------------------
+    def _split_time(self, x: Tensor) -> tuple[Tensor, bool]:
+        """Return the input as ``[T, B, ...]`` (or ``[B, ...]`` if constant) and whether it is constant."""
+        T = self.steps
+        B = self.batch if self.batch is not None else x.shape[0] // T
+        if x.shape[0] == T * B and not (T > 1 and x.shape[0] == B):
+            return x.reshape((T, B) + tuple(x.shape[1:])), False
+        if x.shape[0] == B:
+            return x, True
+        raise RuntimeError(
+            f"{type(self).__name__} got a batch of {x.shape[0]} but the network runs T={T} steps of batch {B}"
+        )
+
+    def _finish(self, spikes: Tensor) -> Tensor:
+        """Record/count binary spikes ``[T, B, ...]``, scale by amplitude, filter, flatten to ``[T*B, ...]``."""
+        if self.record:
+            self.recorded.append(spikes.detach().clone())
+        if self.count_spikes:
+            per_step = spikes.reshape(spikes.shape[0], -1).sum(1)
+            summed = spikes.sum(0)
+            self.spike_counts = per_step if self.spike_counts is None else torch.cat([self.spike_counts, per_step])
+            self.rate_sum = summed if self.rate_sum is None else self.rate_sum + summed
+        amp = _channel_view(self.amplitude, spikes.ndim - 1)
+        out = spikes * amp
+        if self.synapse_decay is not None:
+            a = self.synapse_decay
+            tr = self.trace if self.trace is not None else torch.zeros_like(out[0])
+            for t in range(out.shape[0]):
+                tr = a * tr + (1.0 - a) * out[t]
+                out[t] = tr
+            self.trace = tr
+        return out.reshape((-1,) + tuple(out.shape[2:]))
+
+    def _initial_v(self, like: Tensor, th: Tensor) -> Tensor:
+        v = torch.zeros_like(like)
+        if self.v_init:
+            v = v + self.v_init * th
+        return v
+
+
+class IFNode(BaseNode):
+    """Integrate-and-fire neuron: ``v += I``; spike when ``v >= θ``; reset by subtraction or to zero.
+
+    With reset by subtraction and a constant input ``I`` the rate converges to ``clamp(I/θ, 0, 1)``, so the
+    output ``rate * amplitude`` approximates ``clamp(I, 0, θ)`` when ``amplitude = θ`` (Rueckauer 2017).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        xs, const = self._split_time(x)
+        T = self.steps
+        shape = xs.shape[1:] if not const else xs.shape
+        th = _channel_view(self.threshold, len(shape)).to(xs.dtype)
+        v = self.v if self.v is not None else self._initial_v(xs[0] if not const else xs, th)
+        spikes = torch.empty((T,) + tuple(shape), dtype=xs.dtype, device=xs.device)
+        scalar = self.threshold.numel() == 1
+        th_f = float(self.threshold.item()) if scalar else None
+        subtract = self.reset == "subtract"
+        v = v.clone() if self.v is None and v.requires_grad else v
+        for t in range(T):
+            v.add_(xs if const else xs[t])
+            mask = v >= (th_f if scalar else th)
+            s = spikes[t]
+            s.copy_(mask)
+            if not subtract:
+                v.masked_fill_(mask, 0.0)
+            elif scalar:
+                v.sub_(s, alpha=th_f)
+            else:
+                v.sub_(s * th)
+        self.v = v
+        return self._finish(spikes)
+
+    def rate(self, x: Tensor) -> Tensor:
+        """Rate-model (ANN) equivalent of this neuron for input current ``x`` (diagnostics)."""
+        th = _channel_view(self.threshold, x.ndim).to(x.dtype)
+        amp = _channel_view(self.amplitude, x.ndim).to(x.dtype)
+        return torch.clamp(x / th, 0.0, 1.0) * amp
+
+
+class LIFNode(BaseNode):
+    """Leaky integrate-and-fire neuron with refractory period (Hunsberger & Eliasmith 2016).
+
+    Per step of ``dt`` seconds: ``v = decay * v + gain * I`` with ``decay = exp(-dt / tau_rc)``; a spike when
+    ``v >= θ``; after a spike the neuron is reset and ignores its input for ``tau_ref`` seconds (rounded to
+    whole steps). ``gain = 1`` treats the input as charge per step (a converted ReLU network);
+    ``gain = 1 - decay`` integrates the current exactly over the step (a soft-LIF trained network).
+    """
+
+    def __init__(
+        self,
+        threshold: Tensor | float = 1.0,
+        *,
+        tau_rc: float = 0.02,
+        tau_ref: float = 0.0,
+        dt: float = 0.001,
+        gain: float = 1.0,
+        **kwargs,
+    ) -> None:
+        super().__init__(threshold, **kwargs)
+        if tau_rc <= 0 or dt <= 0 or tau_ref < 0:
+            raise ValueError("LIFNode needs tau_rc > 0, dt > 0 and tau_ref >= 0")
+        self.tau_rc, self.tau_ref, self.dt, self.gain = float(tau_rc), float(tau_ref), float(dt), float(gain)
+        self.decay = math.exp(-dt / tau_rc)
+        self.ref_steps = int(round(tau_ref / dt))
+
+    def _state_init(self) -> None:
+        super()._state_init()
+        self.refractory: Tensor | None = None
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", tau_rc={self.tau_rc}, tau_ref={self.tau_ref}, dt={self.dt}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        xs, const = self._split_time(x)
+        T = self.steps
+        shape = xs.shape[1:] if not const else xs.shape
+        th = _channel_view(self.threshold, len(shape)).to(xs.dtype)
+        v = self.v if self.v is not None else self._initial_v(xs[0] if not const else xs, th)
+        ref = self.refractory if self.refractory is not None else torch.zeros_like(v)
+        spikes = torch.empty((T,) + tuple(shape), dtype=xs.dtype, device=xs.device)
+        for t in range(T):
+            active = (ref <= 0).to(v.dtype)
+            v = self.decay * v + active * self.gain * (xs if const else xs[t])
+            s = (v >= th).to(v.dtype)
+            spikes[t] = s
+            v = v - s * th if self.reset == "subtract" else v * (1.0 - s)
+            if self.ref_steps:
+                ref = torch.where(s > 0, torch.full_like(ref, self.ref_steps), ref - 1)
+        self.v, self.refractory = v, ref
+        return self._finish(spikes)
+
+    def rate(self, x: Tensor) -> Tensor:
+        th = _channel_view(self.threshold, x.ndim).to(x.dtype)
+        amp = _channel_view(self.amplitude, x.ndim).to(x.dtype)
+        return torch.clamp(x / th, 0.0, 1.0) * amp
+
+
+__all__ = ["BaseNode", "IFNode", "LIFNode", "RESETS"]
