@@ -49,8 +49,10 @@ class _Stateful(nn.Module):
 class RateGatedMaxPool2d(_Stateful):
     """Spiking max-pooling gated by firing rates (Rueckauer et al. 2017).
 
-    Each pooling window passes the spikes of the input neuron that has fired most so far (ties: the first
-    in the window), so the output rate approximates the maximum of the input rates.
+    Each window passes the spikes of its leading neuron, the one that has fired most so far: an output spike
+    is emitted when the window's largest spike count grows. The output count therefore equals the largest
+    input count at every step (a leader change alone emits nothing), so the output rate converges to the
+    maximum of the input rates, as max-pooling does in the ANN. Spikes keep their value (θ or 1).
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> None:
@@ -58,6 +60,10 @@ class RateGatedMaxPool2d(_Stateful):
         self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
         self.counts: Tensor | None = None
+        self.leader: Tensor | None = None
+
+    def _pool(self, x: Tensor) -> Tensor:
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, ceil_mode=self.ceil_mode)
 
     @classmethod
     def from_maxpool(cls, m: nn.MaxPool2d) -> "RateGatedMaxPool2d":
@@ -65,17 +71,19 @@ class RateGatedMaxPool2d(_Stateful):
 
     def reset_state(self) -> None:
         self.counts = None
+        self.leader = None
 
     def forward(self, x: Tensor) -> Tensor:
         xs = self._time_view(x)
         counts = self.counts if self.counts is not None else torch.zeros_like(xs[0])
+        leader = self.leader if self.leader is not None else self._pool(counts)
         outs = []
         for t in range(xs.shape[0]):
             counts = counts + (xs[t] != 0).to(xs.dtype)
-            _, idx = F.max_pool2d(counts, self.kernel_size, self.stride, self.padding, self.dilation,
-                                  ceil_mode=self.ceil_mode, return_indices=True)
-            outs.append(xs[t].flatten(2).gather(2, idx.flatten(2)).view_as(idx))
-        self.counts = counts
+            new_leader = self._pool(counts)
+            outs.append((new_leader - leader) * self._pool(xs[t]))
+            leader = new_leader
+        self.counts, self.leader = counts, leader
         return torch.stack(outs).flatten(0, 1)
 
     def extra_repr(self) -> str:

@@ -1,0 +1,99 @@
+"""Shared fixtures: scikit-learn digits and two small nets trained on it in seconds."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch import nn
+
+
+def pytest_configure(config):
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """(x_train, y_train, x_test, y_test): 8x8 digits in [0, 1], stratified 75/25 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X = torch.tensor(X / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    y = torch.tensor(y)
+    xtr, xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    return xtr, ytr, xte, yte
+
+
+class SmallCNN(nn.Module):
+    """VGG-style: conv-BN-ReLU x2, max-pool, conv-BN-ReLU, avg-pool, linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.AvgPool2d(2),
+        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.1), nn.Linear(32 * 4, 10))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+class SmallResNet(nn.Module):
+    """ResNet-style: stem, an identity block and a downsampling block with a 1x1 projection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16))
+        self.c1, self.b1 = nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.c2, self.b2 = nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.c3, self.b3 = nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32)
+        self.c4, self.b4 = nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32)
+        self.proj = nn.Sequential(nn.Conv2d(16, 32, 1, stride=2, bias=False), nn.BatchNorm2d(32))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        h = torch.relu(self.b1(self.c1(x)))
+        x = torch.relu(self.b2(self.c2(h)) + x)  # identity shortcut
+        h = torch.relu(self.b3(self.c3(x)))
+        x = torch.relu(self.b4(self.c4(h)) + self.proj(x))  # projection shortcut
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def train_digits(model: nn.Module, digits, epochs: int = 30, seed: int = 0) -> nn.Module:
+    xtr, ytr, _, _ = digits
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-2, total_steps=epochs * ((len(xtr) + 63) // 64))
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(len(xtr))
+        for i in range(0, len(xtr), 64):
+            idx = perm[i:i + 64]
+            loss = nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return model.eval()
+
+
+def accuracy(model: nn.Module, x, y) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+@pytest.fixture(scope="session")
+def digits_cnn(digits):
+    torch.manual_seed(1)
+    return train_digits(SmallCNN(), digits)
+
+
+@pytest.fixture(scope="session")
+def digits_resnet(digits):
+    torch.manual_seed(2)
+    return train_digits(SmallResNet(), digits)

@@ -1,0 +1,160 @@
+"""Neurons and spiking layers: dynamics, state across chunks, encoders, readouts, pooling."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from zoo.spiking import (
+    IFNode, LIFNode, MembraneReadout, PoissonEncoder, RateGatedMaxPool2d, Scale, SoftmaxReadout, SpikeCountReadout,
+)
+
+
+def run(node, x_seq):
+    """Feed [T, B, ...] through a multi-step module; return [T, B, ...]."""
+    T, B = x_seq.shape[:2]
+    node.steps, node.batch = T, B
+    out = node(x_seq.flatten(0, 1))
+    return out.reshape((T, B) + tuple(out.shape[1:]))
+
+
+def test_if_subtract_rate_converges_to_clipped_input():
+    I = torch.tensor([[-0.5, 0.0, 0.13, 0.5, 0.77, 1.0, 2.0]])
+    node = IFNode(1.0, amplitude=1.0, reset="subtract")
+    out = run(node, I.expand(1000, *I.shape))
+    rate = out.mean(0)
+    assert torch.allclose(rate, I.clamp(0, 1), atol=2e-3)
+
+
+def test_if_reset_zero_loses_residual_charge():
+    node = IFNode(1.0, amplitude=1.0, reset="zero")
+    out = run(node, torch.full((100, 1, 1), 0.6))
+    # reset to zero: spike every 2nd step (0.6, 1.2 -> spike -> 0) -> rate 0.5 < 0.6
+    assert out.mean().item() == pytest.approx(0.5)
+
+
+def test_threshold_form_amplitude_and_per_channel_threshold():
+    th = torch.tensor([0.5, 2.0])
+    node = IFNode(th, reset="subtract")  # amplitude defaults to the threshold
+    x = torch.tensor([0.25, 1.0]).reshape(1, 2, 1, 1).expand(400, 1, 2, 1, 1).clone()
+    out = run(node, x)
+    assert set(out[:, 0, 0].unique().tolist()) <= {0.0, 0.5}
+    assert set(out[:, 0, 1].unique().tolist()) <= {0.0, 2.0}
+    assert torch.allclose(out.mean(0).flatten(), torch.tensor([0.25, 1.0]), atol=1e-2)
+
+
+def test_state_carried_across_chunks_equals_one_long_run():
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 5)
+    a = IFNode(0.7, reset="subtract", v_init=0.5)
+    b = IFNode(0.7, reset="subtract", v_init=0.5)
+    full = run(a, x)
+    parts = torch.cat([run(b, x[i:i + 8]) for i in range(0, 64, 8)])
+    assert torch.equal(full, parts)
+    b.reset_state()
+    assert b.v is None
+
+
+def test_constant_input_broadcast_matches_repeated_input():
+    x = torch.rand(4, 6)
+    a, b = IFNode(0.5), IFNode(0.5)
+    a.steps, a.batch = 10, 4
+    const = a(x)  # [B, ...] constant over the chunk
+    seq = run(b, x.expand(10, 4, 6)).flatten(0, 1)
+    assert torch.equal(const, seq)
+
+
+def test_half_threshold_init_reduces_latency():
+    x = torch.full((3, 1, 1), 0.5)
+    zero, half = IFNode(1.0, amplitude=1.0), IFNode(1.0, amplitude=1.0, v_init=0.5)
+    assert run(zero, x).flatten().tolist() == [0, 1, 0]
+    assert run(half, x).flatten().tolist() == [1, 0, 1]
+
+
+def test_lif_leak_and_refractory_period():
+    # no leak: rate 1 for strong input; refractory 2 steps caps the rate at 1/3
+    lif = LIFNode(1.0, amplitude=1.0, tau_rc=1e9, tau_ref=0.002, dt=0.001, reset="zero")
+    out = run(lif, torch.full((300, 1, 1), 5.0))
+    assert out.mean().item() == pytest.approx(1 / 3, abs=0.01)
+    # leak: a current of 0.04 per step never reaches threshold with decay exp(-1/20) (fixed point 0.8)
+    leaky = LIFNode(1.0, amplitude=1.0, tau_rc=0.02, dt=0.001)
+    assert run(leaky, torch.full((500, 1, 1), 0.04)).sum().item() == 0
+    ifn = IFNode(1.0, amplitude=1.0)
+    assert run(ifn, torch.full((500, 1, 1), 0.04)).sum().item() == 20
+
+
+def test_lif_matches_soft_lif_rate_formula():
+    # gain = 1 - decay integrates a constant current J exactly: rate ~ 1 / (tau_ref + tau_rc * ln(1 + 1/(J-1)))
+    tau_rc, tau_ref, dt = 0.02, 0.0, 0.0001
+    J = torch.tensor([1.5, 2.0, 4.0]).reshape(1, 3)
+    lif = LIFNode(1.0, amplitude=1.0, tau_rc=tau_rc, tau_ref=tau_ref, dt=dt, gain=1 - math.exp(-dt / tau_rc),
+                  reset="zero")
+    steps = 20000
+    rate = run(lif, J.expand(steps, 1, 3)).sum(0).flatten() / (steps * dt)
+    expected = 1 / (tau_ref + tau_rc * torch.log1p(1 / (J.flatten() - 1)))
+    assert torch.allclose(rate, expected, rtol=0.03)
+
+
+def test_synaptic_filter_keeps_the_mean_and_smooths():
+    a = IFNode(1.0, amplitude=1.0)
+    f = IFNode(1.0, amplitude=1.0, synapse_decay=math.exp(-1 / 5))
+    x = torch.full((2000, 1, 1), 0.3)
+    raw, filt = run(a, x), run(f, x)
+    assert filt.mean().item() == pytest.approx(raw.mean().item(), abs=0.01)
+    assert filt[1000:].std() < raw[1000:].std()
+
+
+def test_poisson_encoder_rate_sign_and_seed():
+    x = torch.tensor([[-0.8, 0.0, 0.3, 0.9]])
+    enc = PoissonEncoder(rate=1.0, seed=7)
+    enc.steps, enc.batch = 4000, 1
+    s = enc(x).reshape(4000, 1, 4)
+    assert torch.allclose(s.mean(0), x, atol=0.03)
+    assert (s[:, 0, 0] <= 0).all() and (s[:, 0, 1] == 0).all()
+    enc2 = PoissonEncoder(rate=1.0, seed=7)
+    enc2.steps, enc2.batch = 4000, 1
+    assert torch.equal(enc2(x).reshape(4000, 1, 4), s)
+    with pytest.raises(ValueError, match="rate"):
+        PoissonEncoder(rate=0)
+
+
+def test_rate_gated_maxpool_passes_the_max_rate():
+    torch.manual_seed(0)
+    rates = torch.tensor([0.1, 0.5, 0.3, 0.2]).reshape(1, 1, 2, 2)
+    spikes = (torch.rand(500, 1, 1, 2, 2) < rates).float()
+    pool = RateGatedMaxPool2d(2)
+    out = run(pool, spikes)
+    counts = spikes.sum(0).flatten()
+    assert out.sum().item() == counts.max().item()  # output count = largest input count
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+
+
+def feed(readout, z_seq):
+    readout.steps, readout.batch = z_seq.shape[0], z_seq.shape[1]
+    return readout(z_seq.flatten(0, 1))  # readouts return [T, B, K]
+
+
+def test_readouts():
+    z = torch.tensor([[0.1, 0.9, 0.3]])
+    mem = MembraneReadout()
+    scores = feed(mem, z.expand(10, 1, 3))
+    assert torch.allclose(scores[-1], 10 * z)
+    assert torch.allclose(mem.estimate(), z)
+    cnt = SpikeCountReadout(threshold=1.0, reset="subtract")
+    s = feed(cnt, z.expand(100, 1, 3))
+    assert s[-1].argmax().item() == 1 and s[-1, 0, 1].item() == pytest.approx(90, abs=1)
+    sm = SoftmaxReadout(seed=0)
+    s = feed(sm, (5 * z).expand(300, 1, 3))
+    assert s[-1].sum().item() == 300 and s[-1].argmax().item() == 1
+
+
+def test_scale_per_channel():
+    s = Scale(torch.tensor([2.0, 3.0]))
+    assert torch.equal(s(torch.ones(1, 2, 1, 1)).flatten(), torch.tensor([2.0, 3.0]))
+    assert torch.equal(Scale(0.5)(torch.ones(3)), torch.full((3,), 0.5))
+
+
+def test_invalid_reset_rejected():
+    with pytest.raises(ValueError, match="subtract"):
+        IFNode(1.0, reset="foo")
