@@ -133,12 +133,12 @@ def _fanout_and_macs(m: nn.Module, x1: Tensor) -> tuple[Tensor, float]:
     x = torch.zeros_like(x1, dtype=torch.float32).requires_grad_(True)
     with torch.enable_grad():
         if isinstance(m, nn.Linear):
-            y = F.linear(x, (m.weight != 0).float())
+            y = F.linear(x, torch.ones_like(m.weight))
         elif isinstance(m, nn.Conv2d):
-            y = F.conv2d(x, (m.weight != 0).float(), None, m.stride, m.padding, m.dilation, m.groups) \
-                if m.padding_mode == "zeros" else m._conv_forward(x, (m.weight != 0).float(), None)
+            y = F.conv2d(x, torch.ones_like(m.weight), None, m.stride, m.padding, m.dilation, m.groups) \
+                if m.padding_mode == "zeros" else m._conv_forward(x, torch.ones_like(m.weight), None)
         else:
-            y = F.conv1d(x, (m.weight != 0).float(), None, m.stride, m.padding, m.dilation, m.groups)
+            y = F.conv1d(x, torch.ones_like(m.weight), None, m.stride, m.padding, m.dilation, m.groups)
         y.sum().backward()
     fan = x.grad[0].detach()
     return fan, float(fan.sum())

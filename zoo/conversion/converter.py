@@ -43,7 +43,8 @@ def build_snn(canonical: fx.GraphModule, thresholds: dict[str, Tensor], recipe: 
               input_shape: tuple[int, ...], config: dict[str, Any] | None = None) -> SpikingNetwork:
     """Assemble the SNN from a canonical graph and one threshold tensor per ActPoint."""
     gm = copy.deepcopy(canonical).eval()
-    ShapeProp(gm).propagate(torch.zeros((1,) + tuple(input_shape)))
+    dtype = next((p.dtype for p in gm.parameters()), torch.float32)
+    ShapeProp(gm).propagate(torch.zeros((1,) + tuple(input_shape), dtype=dtype))
     points = act_points(gm)
     missing = [n for n in points if n not in thresholds]
     if missing:

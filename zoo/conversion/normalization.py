@@ -61,7 +61,8 @@ def model_bounds(canonical: fx.GraphModule, input_shape: tuple[int, ...], input_
 
     handles = [p.register_forward_hook(hook(n)) for n, p in points.items()]
     try:
-        gm(torch.full((1,) + tuple(input_shape), float(input_bound)))
+        dtype = next((p.dtype for p in gm.parameters()), torch.float32)
+        gm(torch.full((1,) + tuple(input_shape), float(input_bound), dtype=dtype))
     finally:
         for h in handles:
             h.remove()
@@ -155,6 +156,7 @@ class _Edges:
             if kind == "synaptic":
                 layer = self.module(src)
                 shape = (-1,) + (1,) * (layer.weight.ndim - 1)
+                m = m.to(layer.weight.dtype)
                 layer.weight.mul_(m.reshape(shape) if m.numel() > 1 else m)
                 if layer.bias is not None:
                     layer.bias.mul_(m)
@@ -185,6 +187,7 @@ class _Edges:
         if kind == "synaptic":
             layer = self.module(dst)
             w = layer.weight
+            m = m.to(w.dtype)
             if m.numel() == 1:
                 w.mul_(m)
             elif isinstance(layer, nn.Linear):
@@ -230,7 +233,7 @@ def to_weight_form(gm: fx.GraphModule) -> fx.GraphModule:
     neurons = [n for n in gm.graph.nodes if edges.kind(n) == "neuron"]
     for node in neurons:
         mod = edges.module(node)
-        th, amp = mod.threshold.clone(), mod.amplitude.clone()
+        th, amp = mod.threshold.double(), mod.amplitude.double()  # float64: no rounding of the factors
         edges.push_back(node.all_input_nodes[0], node, 1.0 / th)
         for u in list(node.users):
             edges.push_fwd(node, u, amp)

@@ -21,7 +21,8 @@ class Scale(nn.Module):
 
     def __init__(self, factor: Tensor | float = 1.0) -> None:
         super().__init__()
-        self.register_buffer("factor", torch.as_tensor(factor, dtype=torch.float32).reshape(-1))
+        factor = torch.as_tensor(factor)
+        self.register_buffer("factor", (factor if factor.is_floating_point() else factor.float()).reshape(-1))
 
     def forward(self, x: Tensor) -> Tensor:
         return x * _channel_view(self.factor, x.ndim).to(x.dtype)

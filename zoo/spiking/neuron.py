@@ -26,6 +26,12 @@ import torch
 from torch import Tensor, nn
 
 RESETS = ("subtract", "zero")
+# A neuron fires when v >= θ·(1 - TIE). In exact arithmetic the threshold-balanced and the weight-normalized
+# forms integrate identical membrane potentials (up to the factor θ); in floating point the two forms round
+# differently, and a potential that sits exactly on the threshold in one form may land one ulp below it in
+# the other. A relative tolerance far above rounding error (float64) and far below any dynamic effect makes
+# both forms take the same decision on such exact ties.
+TIE = 2.0 ** -30
 
 
 def _channel_view(t: Tensor, ndim: int) -> Tensor:
@@ -139,11 +145,13 @@ class IFNode(BaseNode):
         spikes = torch.empty((T,) + tuple(shape), dtype=xs.dtype, device=xs.device)
         scalar = self.threshold.numel() == 1
         th_f = float(self.threshold.item()) if scalar else None
+        fire_f = th_f * (1.0 - TIE) if scalar else None
+        fire = th * (1.0 - TIE)
         subtract = self.reset == "subtract"
         v = v.clone() if self.v is None and v.requires_grad else v
         for t in range(T):
             v.add_(xs if const else xs[t])
-            mask = v >= (th_f if scalar else th)
+            mask = v >= (fire_f if scalar else fire)
             s = spikes[t]
             s.copy_(mask)
             if not subtract:
@@ -206,7 +214,7 @@ class LIFNode(BaseNode):
         for t in range(T):
             active = (ref <= 0).to(v.dtype)
             v = self.decay * v + active * self.gain * (xs if const else xs[t])
-            s = (v >= th).to(v.dtype)
+            s = (v >= th * (1.0 - TIE)).to(v.dtype)
             spikes[t] = s
             v = v - s * th if self.reset == "subtract" else v * (1.0 - s)
             if self.ref_steps:
