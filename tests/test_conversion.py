@@ -235,7 +235,7 @@ def test_diagnostics_correlation_and_plots(tmp_path, digits_cnn, digits):
     r = zoo.simulate(snn, (xte[:64], yte[:64]), timesteps=[16, 128], diagnostics=True, ann=digits_cnn, progress=False)
     assert r.correlation and min(r.correlation.values()) > 0.95
     assert r.ann_accuracy is not None
-    from zoo.simulate import plot_accuracy, plot_correlation
+    from zoo.simulation import plot_accuracy, plot_correlation
 
     assert plot_accuracy({"rueckauer2017": r}, tmp_path / "acc.png", r.ann_accuracy).stat().st_size > 1000
     assert plot_correlation(r, tmp_path / "corr.png").stat().st_size > 1000

@@ -1,9 +1,22 @@
-"""Conversion: graph canonicalization, calibration, normalization, the converter and its variants."""
-from zoo.conversion.calibration import ActivationStats, calibrate
-from zoo.conversion.converter import build_snn, convert
-from zoo.conversion.graph import ActPoint, ConversionError, canonicalize
-from zoo.conversion.normalization import compute_thresholds, to_weight_form
-from zoo.conversion.variants import Recipe, VariantError, get_variant, variants
+"""Conversion: graph canonicalization (:mod:`.graph`), calibration statistics (:mod:`.calibration`),
+normalization (:mod:`.normalization`), the converter (:mod:`.converter`) and its named variants
+(:mod:`.variants`). Imported lazily: ``zoo.conversion.variants`` needs no torch."""
+from __future__ import annotations
 
-__all__ = ["convert", "build_snn", "canonicalize", "calibrate", "compute_thresholds", "to_weight_form",
-           "ActivationStats", "ActPoint", "ConversionError", "Recipe", "VariantError", "get_variant", "variants"]
+import importlib
+
+_LAZY = {
+    "convert": "converter", "build_snn": "converter", "canonicalize": "graph", "ActPoint": "graph",
+    "ConversionError": "graph", "calibrate": "calibration", "ActivationStats": "calibration",
+    "compute_thresholds": "normalization", "to_weight_form": "normalization", "Recipe": "variants",
+    "VariantError": "variants", "get_variant": "variants", "variants": "variants",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"zoo.conversion.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'zoo.conversion' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)

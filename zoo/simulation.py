@@ -205,6 +205,113 @@ def _as_loader(data, batch_size: int):
     return data
 
 
+class Simulator:
+    """Accumulates the measurements of :func:`simulate` batch by batch.
+
+    The sums are plain tensors (:meth:`totals` / :meth:`set_totals`) so that several processes can each
+    simulate a shard and add them up (Lightning DDP evaluation in :mod:`zoo.evaluation`).
+    """
+
+    def __init__(self, snn: SpikingNetwork, timesteps: list[int], *, chunk: int | None = None,
+                 ann: nn.Module | None = None, diagnostics: bool = False, count_ops: bool = True,
+                 device: str | torch.device = "cpu") -> None:
+        timesteps = sorted(set(timesteps or snn.timesteps))
+        if not timesteps or timesteps[0] <= 0:
+            raise ValueError(f"timesteps must be positive integers (T > 0), got {timesteps}")
+        self.timesteps, self.t_max, self.chunk, self.device = timesteps, timesteps[-1], chunk, device
+        self.snn = snn.eval().to(device)
+        self.ann = ann.eval().to(device) if ann is not None else None
+        self.diagnostics = diagnostics
+        self.neurons = snn.neurons()
+        self.counter = _OpCounter(snn) if count_ops else None
+        self.idx = torch.tensor([t - 1 for t in timesteps])
+        L, T = len(timesteps), self.t_max
+        # layout of the totals vector: correct[L], spikes[T], synops[T], macs[T], layer spikes/sizes, counts
+        self._sizes = [L, T, T, T, len(self.neurons), len(self.neurons), 1, 1, 1]
+        self._tot = torch.zeros(sum(self._sizes), dtype=torch.float64)
+        self.corr_acc: dict[str, list] = {n: [] for n in self.neurons}
+        for m in self.neurons.values():
+            m.count_spikes = True
+
+    def _parts(self) -> list[Tensor]:
+        return list(torch.split(self._tot, self._sizes))
+
+    def totals(self) -> Tensor:
+        return self._tot.clone()
+
+    def set_totals(self, vec: Tensor) -> None:
+        self._tot = vec.detach().to(torch.float64).cpu().clone()
+
+    @property
+    def images(self) -> int:
+        return int(self._parts()[6].item())
+
+    @torch.no_grad()
+    def add_batch(self, x: Tensor, y: Tensor) -> None:
+        snn, counter, t_max = self.snn, self.counter, self.t_max
+        x, y = x.to(self.device), y.to(self.device)
+        B = x.shape[0]
+        step = self.chunk or max(1, min(32, 4096 // B))
+        correct, spikes, synops, macs, lspk, lsize, n_img, ann_correct, ann_macs = self._parts()
+        if float(ann_macs) == 0:
+            ann_macs += _ann_macs(snn, x[:1])
+        snn.reset_state()
+        scores, done = [], 0
+        while done < t_max:
+            n = min(step, t_max - done)
+            if counter:
+                counter.start(snn, B)
+            scores.append(snn(x, steps=n).argmax(-1))
+            if counter:
+                counter.stop()
+                if counter.synops is not None:
+                    synops[done:done + n] += counter.synops.cpu()
+                if counter.mac_steps is not None:
+                    macs[done:done + n] += counter.mac_steps.cpu()
+            done += n
+        pred = torch.cat(scores)[self.idx.to(x.device)]  # [len(timesteps), B]
+        correct += (pred == y.unsqueeze(0)).sum(1).double().cpu()
+        for i, m in enumerate(self.neurons.values()):
+            if m.spike_counts is not None:
+                spikes += m.spike_counts.double().cpu()
+                lspk[i] += float(m.spike_counts.sum())
+                lsize[i] += m.rate_sum[0].numel() * B
+        if self.ann is not None:
+            ann_correct += int((self.ann(x).argmax(-1) == y).sum())
+        if self.diagnostics:
+            _collect_correlation(snn, self.neurons, x, t_max, self.corr_acc)
+        n_img += B
+
+    def close(self) -> None:
+        for m in self.neurons.values():
+            m.count_spikes = False
+        if self.counter:
+            self.counter.close()
+
+    def result(self) -> SimulationResult:
+        correct, spikes, synops, macs, lspk, lsize, n_img, ann_correct, ann_macs = self._parts()
+        n_images, timesteps = int(n_img.item()), self.timesteps
+        if n_images == 0:
+            raise ValueError("no images to simulate: the data is empty")
+        cum_spikes, cum_ops, cum_macs = spikes.cumsum(0), synops.cumsum(0), macs.cumsum(0)
+        e_ann = float(ann_macs) * E_MAC_PJ
+        acc = {t: float(correct[i]) / n_images for i, t in enumerate(timesteps)}
+        spk = {t: float(cum_spikes[t - 1]) / n_images for t in timesteps}
+        syn = {t: float(cum_ops[t - 1]) / n_images for t in timesteps}
+        mac = {t: float(cum_macs[t - 1]) / n_images for t in timesteps}
+        e_snn = {t: mac[t] * E_MAC_PJ + syn[t] * E_AC_PJ for t in timesteps}
+        rates = {n: float(lspk[i]) / max(float(lsize[i]), 1.0) / self.t_max for i, n in enumerate(self.neurons)}
+        corr = None
+        if self.diagnostics:
+            corr = {n: _pearson(torch.cat([p[0] for p in v]), torch.cat([p[1] for p in v]))
+                    for n, v in self.corr_acc.items() if v}
+        return SimulationResult(
+            timesteps=timesteps, accuracy=acc, images=n_images, spikes_per_image=spk, synops_per_image=syn,
+            snn_macs_per_image=mac, ann_macs_per_image=float(ann_macs), energy_snn_pj=e_snn, energy_ann_pj=e_ann,
+            energy_ratio={t: (e_snn[t] / e_ann if e_ann else math.nan) for t in timesteps}, layer_rates=rates,
+            ann_accuracy=(float(ann_correct) / n_images if self.ann is not None else None), correlation=corr)
+
+
 @torch.no_grad()
 def simulate(snn: SpikingNetwork, data, timesteps: list[int] | None = None, *, chunk: int | None = None,
              batch_size: int = 256, max_batches: int | None = None, ann: nn.Module | None = None,
@@ -215,106 +322,29 @@ def simulate(snn: SpikingNetwork, data, timesteps: list[int] | None = None, *, c
     Args:
         data: DataLoader or Dataset of ``(x, y)``, or a tuple of tensors ``(x, y)``.
         timesteps: the T values to report (default: the recipe's).
-        chunk: timesteps simulated per call (memory ~ chunk x batch); default ``max(1, 4096 // batch)`` up to 32.
+        chunk: timesteps simulated per call (memory ~ chunk x batch); default ``4096 // batch``, 1 to 32.
         ann: the original ANN, to report its accuracy on the same images.
         diagnostics: per-layer Pearson correlation between SNN rates at T_max and rate-model activations.
     """
-    timesteps = sorted(set(timesteps or snn.timesteps))
-    if not timesteps or timesteps[0] <= 0:
-        raise ValueError(f"timesteps must be positive integers, got {timesteps}")
-    t_max = timesteps[-1]
+    sim = Simulator(snn, timesteps or snn.timesteps, chunk=chunk, ann=ann, diagnostics=diagnostics,
+                    count_ops=count_ops, device=device)
     loader = _as_loader(data, batch_size)
-    snn = snn.eval().to(device)
-    if ann is not None:
-        ann = ann.eval().to(device)
-    neurons = snn.neurons()
-    counter = _OpCounter(snn) if count_ops else None
-    correct = torch.zeros(len(timesteps), dtype=torch.float64)
-    spikes = torch.zeros(t_max, dtype=torch.float64)
-    synops = torch.zeros(t_max, dtype=torch.float64)
-    mac_steps = torch.zeros(t_max, dtype=torch.float64)
-    layer_spikes = {n: 0.0 for n in neurons}
-    layer_size = {n: 0 for n in neurons}
-    corr_acc: dict[str, list[Tensor]] = {n: [] for n in neurons}
-    n_images, ann_correct, ann_macs = 0, 0, None
-    idx = torch.tensor([t - 1 for t in timesteps])
     try:
         total = len(loader) if max_batches is None else min(len(loader), max_batches)
     except TypeError:
         total = max_batches
-    bar = tqdm(total=total, desc=f"simulate T={t_max}", disable=not progress, leave=False)
-    for m in neurons.values():
-        m.count_spikes = True
+    bar = tqdm(total=total, desc=f"simulate T={sim.t_max}", disable=not progress, leave=False)
     try:
         for b, batch in enumerate(loader):
             if max_batches is not None and b >= max_batches:
                 break
-            x, y = batch[0].to(device), batch[1].to(device)
-            B = x.shape[0]
-            step = chunk or max(1, min(32, 4096 // B))
-            if ann_macs is None:
-                ann_macs = _ann_macs(snn, x[:1])
-            snn.reset_state()
-            scores = []
-            done = 0
-            ops = torch.zeros(t_max, dtype=torch.float64)
-            macs = torch.zeros(t_max, dtype=torch.float64)
-            while done < t_max:
-                n = min(step, t_max - done)
-                if counter:
-                    counter.start(snn, B)
-                out = snn(x, steps=n)
-                scores.append(out.argmax(-1))
-                if counter:
-                    counter.stop()
-                    if counter.synops is not None:
-                        ops[done:done + n] += counter.synops
-                    if counter.mac_steps is not None:
-                        macs[done:done + n] += counter.mac_steps
-                done += n
-            pred = torch.cat(scores)[idx]  # [len(timesteps), B]
-            correct += (pred == y.unsqueeze(0)).sum(1).double().cpu()
-            synops += ops
-            mac_steps += macs
-            batch_spikes = torch.zeros(t_max, dtype=torch.float64)
-            for name, m in neurons.items():
-                if m.spike_counts is not None:
-                    batch_spikes += m.spike_counts.double().cpu()
-                    layer_spikes[name] += float(m.spike_counts.sum())
-                    layer_size[name] += m.rate_sum[0].numel() * B if m.rate_sum is not None else 0
-            spikes += batch_spikes
-            if ann is not None:
-                ann_correct += int((ann(x).argmax(-1) == y).sum())
-            if diagnostics:
-                _collect_correlation(snn, neurons, x, t_max, corr_acc)
-            n_images += B
+            sim.add_batch(batch[0], batch[1])
             bar.update(1)
-            bar.set_postfix(acc=f"{float(correct[-1]) / n_images:.3f}")
+            bar.set_postfix(acc=f"{float(sim._parts()[0][-1]) / sim.images:.3f}")
     finally:
         bar.close()
-        for m in neurons.values():
-            m.count_spikes = False
-        if counter:
-            counter.close()
-    if n_images == 0:
-        raise ValueError("no images to simulate: the data is empty")
-    cum_spikes, cum_ops, cum_macs = spikes.cumsum(0), synops.cumsum(0), mac_steps.cumsum(0)
-    ann_macs = ann_macs or 0.0
-    e_ann = ann_macs * E_MAC_PJ
-    acc = {t: float(correct[i]) / n_images for i, t in enumerate(timesteps)}
-    spk = {t: float(cum_spikes[t - 1]) / n_images for t in timesteps}
-    syn = {t: float(cum_ops[t - 1]) / n_images for t in timesteps}
-    mac = {t: float(cum_macs[t - 1]) / n_images for t in timesteps}
-    e_snn = {t: mac[t] * E_MAC_PJ + syn[t] * E_AC_PJ for t in timesteps}
-    rates = {n: layer_spikes[n] / max(layer_size[n], 1) / t_max for n in neurons}
-    corr = None
-    if diagnostics:
-        corr = {n: _pearson(torch.cat([p[0] for p in v]), torch.cat([p[1] for p in v])) for n, v in corr_acc.items() if v}
-    return SimulationResult(
-        timesteps=timesteps, accuracy=acc, images=n_images, spikes_per_image=spk, synops_per_image=syn,
-        snn_macs_per_image=mac, ann_macs_per_image=ann_macs, energy_snn_pj=e_snn, energy_ann_pj=e_ann,
-        energy_ratio={t: (e_snn[t] / e_ann if e_ann else math.nan) for t in timesteps}, layer_rates=rates,
-        ann_accuracy=(ann_correct / n_images if ann is not None else None), correlation=corr)
+        sim.close()
+    return sim.result()
 
 
 def _collect_correlation(snn, neurons, x, t_max, acc) -> None:
@@ -387,4 +417,4 @@ def plot_correlation(result: SimulationResult, path: str | Path) -> Path:
     return Path(path)
 
 
-__all__ = ["simulate", "SimulationResult", "plot_accuracy", "plot_correlation", "rate_model", "E_MAC_PJ", "E_AC_PJ"]
+__all__ = ["simulate", "Simulator", "SimulationResult", "plot_accuracy", "plot_correlation", "rate_model", "E_MAC_PJ", "E_AC_PJ"]
