@@ -52,6 +52,14 @@ class SimulationResult:
                 d[k] = {str(kk): vv for kk, vv in v.items()}
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SimulationResult":
+        d = dict(d)
+        for k in ("accuracy", "spikes_per_image", "synops_per_image", "snn_macs_per_image", "energy_snn_pj",
+                  "energy_ratio"):
+            d[k] = {int(t): v for t, v in d[k].items()}
+        return cls(**d)
+
     def save(self, path: str | Path) -> Path:
         from zoo.utils import write_json
 
@@ -129,18 +137,20 @@ def mod_steps(snn: SpikingNetwork) -> int:
 
 
 def _fanout_and_macs(m: nn.Module, x1: Tensor) -> tuple[Tensor, float]:
-    """Per input position, the number of synapses it drives in ``m``; and ``m``'s MACs for one sample."""
-    x = torch.zeros_like(x1, dtype=torch.float32).requires_grad_(True)
-    with torch.enable_grad():
-        if isinstance(m, nn.Linear):
-            y = F.linear(x, torch.ones_like(m.weight))
-        elif isinstance(m, nn.Conv2d):
-            y = F.conv2d(x, torch.ones_like(m.weight), None, m.stride, m.padding, m.dilation, m.groups) \
-                if m.padding_mode == "zeros" else m._conv_forward(x, torch.ones_like(m.weight), None)
-        else:
-            y = F.conv1d(x, torch.ones_like(m.weight), None, m.stride, m.padding, m.dilation, m.groups)
-        y.sum().backward()
-    fan = x.grad[0].detach()
+    """Per input position, the number of synapses it drives in ``m``; and ``m``'s MACs for one sample.
+
+    The fan-out is the gradient of the sum of ``m``'s outputs with all-one weights w.r.t. its input,
+    computed with ``torch.nn.grad`` (no autograd, so it also works under inference mode).
+    """
+    x1 = x1[:1].float()
+    if isinstance(m, nn.Linear):
+        fan = torch.full(tuple(x1.shape[1:]), float(m.out_features))
+    else:
+        ones = torch.ones_like(m.weight, dtype=torch.float32)
+        conv = F.conv2d if isinstance(m, nn.Conv2d) else F.conv1d
+        out = conv(torch.zeros_like(x1), ones, None, m.stride, m.padding, m.dilation, m.groups)
+        grad_fn = torch.nn.grad.conv2d_input if isinstance(m, nn.Conv2d) else torch.nn.grad.conv1d_input
+        fan = grad_fn(tuple(x1.shape), ones, torch.ones_like(out), m.stride, m.padding, m.dilation, m.groups)[0]
     return fan, float(fan.sum())
 
 

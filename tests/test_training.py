@@ -1,0 +1,178 @@
+"""Lightning training on digits: accuracy, files, resume, MLflow, augmentation, DDP on CPU."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from zoo.data import PreparedData, prepare
+from zoo.training import (ResumableOneCycleLR, evaluate, load_trained, random_crop, random_hflip, resolve_augment,
+                          train)
+
+FAST = dict(batch_size=64, lr=0.05, optimizer="sgd", weight_decay=5e-4, label_smoothing=0.1, seed=0, progress=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny models: one thread avoids OpenMP oversubscription on small shared machines
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def prepared_digits(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("digits")
+    prepare("digits", out, calib_size=256, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("arch", ["vgg_mini", "resnet_mini"])
+def test_train_digits(arch, prepared_digits, tmp_path):
+    out = tmp_path / arch
+    meta = train(arch, {}, prepared_digits, out, epochs=8, **dict(FAST, lr=0.05 if arch == "vgg_mini" else 0.1))
+    assert meta["test_accuracy"] >= 0.95, meta
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "meta.json", "model.safetensors"]
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    on_disk = json.loads((out / "meta.json").read_text())
+    assert on_disk == json.loads(json.dumps(meta))
+    assert meta["arch"] == arch and meta["epochs"] == 8 and meta["seed"] == 0 and meta["resumed_from_epoch"] == 0
+    assert meta["num_classes"] == 10 and meta["input_shape"] == [1, 8, 8]
+    assert meta["arch_kwargs"]["num_classes"] == 10 and meta["arch_kwargs"]["in_chans"] == 1
+    assert meta["dataset_sha256"] == PreparedData(prepared_digits).sha256
+    assert meta["dataset"]["normalization"]["mean"] == PreparedData(prepared_digits).mean
+    assert meta["global_step"] == 8 * ((1437 - 144) // 64)  # 10 % validation, drop_last
+    model = load_trained(out)
+    assert not model.training
+    assert evaluate(model, PreparedData(prepared_digits).test)["accuracy"] == pytest.approx(meta["test_accuracy"])
+    assert [p.name for p in out.glob(".*")] == []
+
+
+def test_resume(prepared_digits, tmp_path):
+    out = tmp_path / "run"
+    steps = (1437 - 144) // 64
+    first = train("resnet_mini", {}, prepared_digits, out, epochs=2, **FAST)
+    assert first["resumed_from_epoch"] == 0 and first["global_step"] == 2 * steps
+    more = train("resnet_mini", {}, prepared_digits, out, epochs=4, **FAST)
+    assert more["resumed_from_epoch"] == 2 and more["epochs"] == 4 and more["global_step"] == 4 * steps
+    assert more["model_sha256"] != first["model_sha256"]
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    sched = ckpt["lr_schedulers"][0]
+    assert sched["total_steps"] == 4 * steps and sched["last_epoch"] == 4 * steps  # the schedule was stretched
+    # nothing left to do: same result, no training
+    same = train("resnet_mini", {}, prepared_digits, out, epochs=4, **FAST)
+    assert same["resumed_from_epoch"] == 4 and same["global_step"] == 4 * steps
+    assert same["model_sha256"] == more["model_sha256"]
+    # other hyperparameters, or fewer epochs than done: start over
+    other = train("resnet_mini", {}, prepared_digits, out, epochs=2, **dict(FAST, lr=0.07))
+    assert other["resumed_from_epoch"] == 0 and other["global_step"] == 2 * steps
+    fewer = train("resnet_mini", {}, prepared_digits, out, epochs=1, **dict(FAST, lr=0.07))
+    assert fewer["resumed_from_epoch"] == 0 and fewer["global_step"] == steps
+
+
+def test_deterministic(prepared_digits, tmp_path):
+    a = train("resnet_mini", {}, prepared_digits, tmp_path / "a", epochs=1, **FAST)
+    b = train("resnet_mini", {}, prepared_digits, tmp_path / "b", epochs=1, **FAST)
+    assert a["model_sha256"] == b["model_sha256"]
+
+
+def test_mlflow_logging(prepared_digits, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # anything written relative to the cwd would show up here
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    meta = train("vgg_mini", {"act": "relu6"}, prepared_digits, tmp_path / "run", epochs=2, tracking_uri=uri,
+                 experiment="test-exp", **FAST)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("test-exp")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1 and runs[0].info.run_id == meta["mlflow_run_id"]
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert {"train_loss_epoch", "train_acc", "val_loss", "val_acc", "test_acc", "test_loss"} <= set(run.data.metrics)
+    assert run.data.metrics["test_acc"] == pytest.approx(meta["test_accuracy"])
+    assert run.data.params["arch"] == "vgg_mini" and run.data.params["epochs"] == "2"
+    assert len(client.get_metric_history(run.info.run_id, "val_acc")) == 2
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "lightning_logs").exists()
+
+
+def test_rejects_file_store(prepared_digits, tmp_path):
+    with pytest.raises(ValueError, match="sqlite"):
+        train("vgg_mini", {}, prepared_digits, tmp_path, epochs=1, tracking_uri="file:./mlruns", **FAST)
+    with pytest.raises(ValueError, match="sqlite"):
+        train("vgg_mini", {}, prepared_digits, tmp_path, epochs=1, tracking_uri="mlruns", **FAST)
+
+
+def test_max_train_batches_and_adamw(prepared_digits, tmp_path):
+    meta = train("vgg_mini", {"pool": "avg"}, prepared_digits, tmp_path, epochs=2, max_train_batches=3,
+                 **dict(FAST, optimizer="adamw", lr=3e-3))
+    assert meta["global_step"] == 6 and meta["optimizer"] == "adamw"
+
+
+def test_augmentation():
+    torch.manual_seed(0)
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    assert torch.equal(random_crop(x, 0), x)
+    y = random_crop(x, 2)
+    assert y.shape == x.shape
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):  # each crop is some window of the padded image
+        assert any(torch.equal(y[i], padded[i, :, dy:dy + 8, dx:dx + 8]) for dy in range(5) for dx in range(5))
+    f = random_hflip(x.repeat(50, 1, 1, 1))
+    flipped = [torch.equal(f[i], x[i % 2].flip(2)) for i in range(100)]
+    kept = [torch.equal(f[i], x[i % 2]) for i in range(100)]
+    assert all(a or b for a, b in zip(flipped, kept)) and 20 < sum(flipped) < 80
+    assert resolve_augment("auto", [3, 32, 32]) == ("crop_flip", 4)
+    assert resolve_augment("auto", [1, 28, 28]) == ("shift", 2)
+    assert resolve_augment("auto", [1, 8, 8]) == ("shift", 1)
+    assert resolve_augment("none", [3, 32, 32]) == ("none", 0)
+
+
+def test_resumable_one_cycle():
+    p = torch.nn.Parameter(torch.zeros(1))
+    short = ResumableOneCycleLR(torch.optim.SGD([p], lr=0.1, momentum=0.9), max_lr=0.1, total_steps=10)
+    for _ in range(5):
+        short.optimizer.step()
+        short.step()
+    long = ResumableOneCycleLR(torch.optim.SGD([p], lr=0.1, momentum=0.9), max_lr=0.1, total_steps=20)
+    long.load_state_dict(short.state_dict())
+    assert long.total_steps == 20 and long.last_epoch == 5
+    for _ in range(14):
+        long.optimizer.step()
+        long.step()  # would raise past 10 steps with the old total
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(prepared_digits, tmp_path):
+    """strategy='ddp', devices=2 on CPU (gloo): Lightning re-runs this script for rank 1."""
+    script = tmp_path / "ddp_train.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, os, sys
+        from zoo.training import train
+        meta = train("resnet_mini", {{}}, {str(prepared_digits)!r}, {str(tmp_path / "out")!r}, epochs=2, batch_size=64,
+                     lr=0.1, optimizer="sgd", weight_decay=5e-4, label_smoothing=0.1, seed=0, accelerator="cpu",
+                     devices=2, strategy="ddp", progress=False)
+        rank = int(os.environ.get("LOCAL_RANK", 0))
+        with open({str(tmp_path)!r} + f"/rank{{rank}}.json", "w") as f:
+            json.dump(meta, f)
+    """))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0 = json.loads((tmp_path / "rank0.json").read_text())
+    r1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert r0["world_size"] == 2 and r1["world_size"] == 2
+    assert r0["test_accuracy"] == r1["test_accuracy"]  # every rank evaluates the same, synchronized weights
+    assert r0["global_step"] == 2 * ((1437 - 144) // 2 // 64)
+    assert "model_sha256" in r0 and "model_sha256" not in r1  # only rank 0 writes
+    assert json.loads((tmp_path / "out" / "meta.json").read_text())["model_sha256"] == r0["model_sha256"]
+    assert (tmp_path / "out" / "checkpoints" / "last.ckpt").is_file()

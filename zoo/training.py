@@ -1,0 +1,421 @@
+"""Training the zoo's ANNs with PyTorch Lightning.
+
+``train(arch, arch_kwargs, data_dir, out_dir, ...)`` trains ``timm.create_model(arch, **arch_kwargs)`` on a
+prepared data directory (:func:`zoo.data.prepare`) and writes::
+
+    <out_dir>/checkpoints/last.ckpt   Lightning checkpoint after every epoch (a rerun resumes from it)
+    <out_dir>/model.safetensors       the timm model's state_dict (contiguous CPU tensors)
+    <out_dir>/meta.json               arch, full arch_kwargs, classes, input shape, normalization, accuracy, ...
+
+``load_trained(out_dir)`` rebuilds the model from meta.json and the weights.
+
+Details:
+
+* Loss: cross-entropy with label smoothing (validation and test losses without smoothing). Optimizer: SGD with
+  Nesterov momentum or AdamW, no weight decay on biases and normalization parameters. Schedule: one-cycle
+  (``torch.optim.lr_scheduler.OneCycleLR``, stepped per batch) over the whole run.
+* Validation: ``val_fraction`` of the train split, drawn with ``seed``; the test split is only used once, at
+  the end, for ``test_accuracy`` (computed exactly on the full test set by every rank, no sampler padding).
+* Augmentation runs on the accelerator on whole batches (``on_after_batch_transfer``): random crop with 4 px
+  zero padding + horizontal flip for RGB images of at least 32x32 (CIFAR), a random shift of up to
+  ``max(1, H // 14)`` px (1 px on 8x8 digits, 2 px on MNIST) for other inputs, nothing with ``augment="none"``.
+  Padding is in normalized space, i.e. with the mean colour.
+* Resuming: if ``last.ckpt`` exists, was written with the same hyperparameters (everything but ``epochs`` and
+  runtime settings such as devices or workers) and has not run more epochs than requested, training continues
+  from it: a second call with more epochs trains only the missing ones. The one-cycle schedule is then
+  stretched to the new total length (the learning rate continues from the new schedule's position), so a
+  resumed 5 + 5 epoch run is not bit-identical to a fresh 10 epoch run. Otherwise training starts over (the
+  reason is logged) and last.ckpt is overwritten.
+* Determinism: ``lightning.seed_everything(seed, workers=True)`` and deterministic algorithms (warn-only, as
+  some CUDA backward kernels, e.g. adaptive average pooling, have no deterministic implementation).
+* Distributed: works with ``strategy="ddp"`` (on CPU through gloo). Lightning's ddp launcher re-runs the calling
+  script once per extra device, so call ``train`` from a script (or the ``zoo`` CLI), not from ``python -c``
+  or a notebook. Only global rank 0 writes model.safetensors and meta.json; every rank returns the meta dict.
+* MLflow: only when ``tracking_uri`` is given (e.g. ``sqlite:////abs/path/mlflow.db``); it is passed to
+  Lightning's ``MLFlowLogger`` explicitly, so nothing falls back to ``file:./mlruns``. Each call makes one run
+  (params = hyperparameters, metrics = train/val loss and accuracy, learning rate, test accuracy/loss).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import timm
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import OneCycleLR
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchmetrics.classification import MulticlassAccuracy
+
+from zoo.data import PreparedData
+from zoo.utils import atomic_path, sha256_file, write_json
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "adamw")
+AUGMENTS = ("auto", "none", "crop_flip", "shift")
+CKPT_DIR = "checkpoints"
+LAST_CKPT = "last.ckpt"
+MODEL_FILE = "model.safetensors"
+META_FILE = "meta.json"
+# hyperparameters that do not change what a run computes: they may differ when resuming
+_RESUME_IGNORED = ("epochs",)
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def model_kwargs(arch: str, arch_kwargs: dict[str, Any] | None, num_classes: int,
+                 input_shape: tuple[int, ...] | list[int]) -> dict[str, Any]:
+    """The complete kwargs for ``timm.create_model(arch, ...)``: ``arch_kwargs`` plus ``num_classes``,
+    ``in_chans`` and (for the zoo's own architectures) ``img_size`` taken from the data unless given."""
+    import zoo.models
+
+    kw = dict(arch_kwargs or {})
+    kw.setdefault("num_classes", int(num_classes))
+    kw.setdefault("in_chans", int(input_shape[0]))
+    if arch in zoo.models.ARCHS and len(input_shape) == 3:
+        kw.setdefault("img_size", [int(input_shape[1]), int(input_shape[2])])
+    return kw
+
+
+def random_crop(x: Tensor, pad: int) -> Tensor:
+    """Per-sample random crop of a batch [B, C, H, W] after zero padding by ``pad`` (one gather, any device)."""
+    if pad <= 0:
+        return x
+    b, c, h, w = x.shape
+    xp = F.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (b,), device=x.device)
+    ox = torch.randint(0, 2 * pad + 1, (b,), device=x.device)
+    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # [B, H, 1]
+    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]  # [B, 1, W]
+    bidx = torch.arange(b, device=x.device)[:, None, None]
+    return xp.permute(0, 2, 3, 1)[bidx, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def random_hflip(x: Tensor) -> Tensor:
+    """Flip each image of a batch horizontally with probability 1/2."""
+    flip = torch.rand(x.shape[0], device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def resolve_augment(augment: str, input_shape: tuple[int, ...] | list[int]) -> tuple[str, int]:
+    """(mode, pad) for ``augment`` in AUGMENTS and the data's [C, H, W]."""
+    if augment not in AUGMENTS:
+        raise ValueError(f"augment={augment!r} is not one of {AUGMENTS}")
+    c, h = int(input_shape[0]), int(input_shape[-1])
+    if augment == "auto":
+        augment = "crop_flip" if c == 3 and h >= 32 else "shift"
+    if augment == "none":
+        return "none", 0
+    return augment, (4 if augment == "crop_flip" else max(1, h // 14))
+
+
+class ResumableOneCycleLR(OneCycleLR):
+    """``OneCycleLR`` whose length is that of the current run: loading a state (from a checkpoint of a shorter
+    run) restores the position (step count, learning rates) but keeps this run's ``total_steps`` and phases."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        keep = {k: self.__dict__[k] for k in ("total_steps", "_schedule_phases") if k in self.__dict__}
+        super().load_state_dict(state_dict)
+        self.__dict__.update(keep)
+
+
+# -------------------------------------------------------------------------------------------- module
+class ClassifierModule(pl.LightningModule):
+    """A timm-created classifier (``self.model``) with its loss, metrics, optimizer, schedule and augmentation.
+
+    All constructor arguments are saved as hyperparameters (and in checkpoints); ``batch_size``, ``seed``,
+    ``val_fraction``, ``max_train_batches`` and ``data_sha256`` are recorded only, to decide whether a
+    checkpoint can be resumed.
+    """
+
+    def __init__(self, arch: str, arch_kwargs: dict[str, Any], num_classes: int, input_shape: list[int], *,
+                 optimizer: str = "sgd", lr: float = 0.1, weight_decay: float = 5e-4, momentum: float = 0.9,
+                 label_smoothing: float = 0.1, augment: str = "auto", pct_start: float = 0.25,
+                 batch_size: int | None = None, seed: int | None = None, val_fraction: float | None = None,
+                 max_train_batches: int | float | None = None, data_sha256: str | None = None) -> None:
+        super().__init__()
+        import zoo.models  # noqa: F401  (registers the zoo's architectures)
+
+        optimizer = optimizer.lower()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={optimizer!r} is not one of {OPTIMIZERS}")
+        arch_kwargs = model_kwargs(arch, arch_kwargs, num_classes, input_shape)
+        input_shape = [int(v) for v in input_shape]
+        self.save_hyperparameters(dict(arch=arch, arch_kwargs=arch_kwargs, num_classes=int(num_classes),
+                                       input_shape=input_shape, optimizer=optimizer, lr=float(lr),
+                                       weight_decay=float(weight_decay), momentum=float(momentum),
+                                       label_smoothing=float(label_smoothing), augment=augment,
+                                       pct_start=float(pct_start), batch_size=batch_size, seed=seed,
+                                       val_fraction=val_fraction, max_train_batches=max_train_batches,
+                                       data_sha256=data_sha256))
+        self.model = timm.create_model(arch, **arch_kwargs)
+        self.augment_mode, self.augment_pad = resolve_augment(augment, input_shape)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        x, y = batch
+        if self.trainer is not None and self.trainer.training and self.augment_mode != "none":
+            x = random_crop(x, self.augment_pad)
+            if self.augment_mode == "crop_flip":
+                x = random_hflip(x)
+        return x, y
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        self.train_acc(logits.detach(), y)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self.model(x)
+        self.val_acc(logits, y)
+        self.log("val_loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y),
+                 sync_dist=True)
+        self.log("val_acc", self.val_acc, on_epoch=True, prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 else decay).append(p)
+        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.momentum > 0)
+        else:
+            opt = torch.optim.AdamW(groups, lr=hp.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = ResumableOneCycleLR(opt, max_lr=hp.lr, total_steps=total, pct_start=hp.pct_start,
+                                    cycle_momentum=hp.optimizer == "adamw" or hp.momentum > 0)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "lr"}}
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+@torch.inference_mode()
+def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 512,
+             device: torch.device | str | None = None) -> dict[str, float]:
+    """Top-1 accuracy and mean cross-entropy of ``model`` (in eval mode) over a whole dataset."""
+    if device is None:
+        device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct, total, loss = 0, 0, 0.0
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        x, y = x.to(device), y.to(device)
+        logits = model(x).float()
+        loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        total += len(y)
+    model.train(was_training)
+    return {"accuracy": correct / max(1, total), "loss": loss / max(1, total), "count": total}
+
+
+# ---------------------------------------------------------------------------------------------- files
+def _json_norm(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def _public_file(path: Path) -> None:
+    """Temporary files are created 0600; give final outputs the usual permissions (0666 & ~umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
+def _resume_decision(ckpt: Path, hparams: dict[str, Any], epochs: int) -> tuple[int, str]:
+    """(epochs done in ``ckpt`` if training can resume from it else 0, the reason)."""
+    if not ckpt.is_file():
+        return 0, "no checkpoint"
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)  # our own file
+    except Exception as err:  # noqa: BLE001  (truncated or foreign file: start over)
+        return 0, f"unreadable checkpoint ({err})"
+    old = {k: v for k, v in dict(state.get("hyper_parameters", {})).items() if k not in _RESUME_IGNORED}
+    new = {k: v for k, v in hparams.items() if k not in _RESUME_IGNORED}
+    if _json_norm(old) != _json_norm(new):
+        diff = sorted(k for k in set(old) | set(new) if _json_norm(old.get(k)) != _json_norm(new.get(k)))
+        return 0, f"hyperparameters differ ({', '.join(diff)})"
+    done = int(state.get("epoch", -1)) + 1
+    if done < 1:
+        return 0, "checkpoint holds no completed epoch"
+    if done > epochs:
+        return 0, f"checkpoint has {done} epochs, more than the {epochs} requested"
+    return done, f"resuming after epoch {done}"
+
+
+def _check_tracking_uri(uri: str) -> str:
+    uri = str(uri)
+    if uri.startswith("file:") or "://" not in uri and not uri.startswith("databricks"):
+        raise ValueError(f"tracking_uri={uri!r}: MLflow's file store is deprecated (and raises in MLflow >= 3.13); "
+                         "pass a database URI such as 'sqlite:////abs/path/mlflow.db' or a server 'http://host:5000'")
+    return uri
+
+
+def write_trained(out_dir: str | Path, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+    """Write ``model.safetensors`` then ``meta.json`` (with the weights' sha256) atomically; returns meta."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(out_dir / MODEL_FILE) as tmp:
+        # one metadata key only: safetensors writes several in hash order, so the bytes would vary run to run
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    _public_file(out_dir / MODEL_FILE)
+    meta = dict(meta, model_file=MODEL_FILE, model_sha256=sha256_file(out_dir / MODEL_FILE))
+    write_json(out_dir / META_FILE, meta)
+    _public_file(out_dir / META_FILE)
+    return meta
+
+
+def load_trained(out_dir: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a trained model: ``timm.create_model(meta['arch'], **meta['arch_kwargs'])`` with the weights of
+    ``model.safetensors``, in eval mode. ``model.zoo_meta`` holds meta.json (classes, normalization, ...)."""
+    import zoo.models  # noqa: F401
+
+    out_dir = Path(out_dir)
+    meta_path = out_dir / META_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} not found: {out_dir} holds no trained model (run zoo.training.train)")
+    meta = json.loads(meta_path.read_text())
+    model = timm.create_model(meta["arch"], **meta["arch_kwargs"])
+    model.load_state_dict(load_file(str(out_dir / meta.get("model_file", MODEL_FILE)), device=str(map_location)))
+    model.zoo_meta = meta
+    return model.to(map_location).eval()
+
+
+# ---------------------------------------------------------------------------------------------- train
+def train(arch: str, arch_kwargs: dict[str, Any] | None, data_dir: str | Path, out_dir: str | Path, *,
+          epochs: int = 10, batch_size: int = 128, lr: float = 0.1, optimizer: str = "sgd",
+          weight_decay: float = 5e-4, label_smoothing: float = 0.1, seed: int = 0,
+          tracking_uri: str | None = None, experiment: str = "snn-zoo", accelerator: str = "auto",
+          devices: int | str | list[int] = 1, strategy: str = "auto", num_workers: int = 0,
+          max_train_batches: int | float | None = None, progress: bool = True, momentum: float = 0.9,
+          augment: str = "auto", val_fraction: float = 0.1, precision: str | int | None = None,
+          run_name: str | None = None) -> dict[str, Any]:
+    """Train ``arch`` on the prepared data in ``data_dir``; write checkpoints, weights and meta.json to
+    ``out_dir`` (see the module docstring) and return the meta dict."""
+    import zoo.models  # noqa: F401
+
+    out_dir = Path(out_dir).absolute()
+    ckpt_dir = out_dir / CKPT_DIR
+    if tracking_uri is not None:
+        tracking_uri = _check_tracking_uri(tracking_uri)
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    pl.seed_everything(seed, workers=True, verbose=False)
+    data = PreparedData(data_dir)
+
+    train_set: Dataset = data.train
+    val_set: Dataset | None = None
+    n = len(data.train)
+    n_val = int(round(n * val_fraction))
+    if n_val > 0:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+        val_set, train_set = Subset(data.train, sorted(perm[:n_val])), Subset(data.train, sorted(perm[n_val:]))
+
+    module = ClassifierModule(arch, arch_kwargs or {}, data.num_classes, list(data.input_shape),
+                              optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum,
+                              label_smoothing=label_smoothing, augment=augment, batch_size=batch_size, seed=seed,
+                              val_fraction=val_fraction, max_train_batches=max_train_batches,
+                              data_sha256=data.sha256)
+    resume_epoch, reason = _resume_decision(ckpt_dir / LAST_CKPT, dict(module.hparams), epochs)
+    if (ckpt_dir / LAST_CKPT).exists():
+        log.warning("%s: %s", ckpt_dir / LAST_CKPT, reason if resume_epoch else f"starting over: {reason}")
+
+    loader_kw: dict[str, Any] = dict(num_workers=num_workers, persistent_workers=num_workers > 0)
+    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True,
+                              drop_last=len(train_set) > batch_size, **loader_kw)
+    val_loader = DataLoader(val_set, batch_size=max(batch_size, 256), shuffle=False, **loader_kw) \
+        if val_set is not None else None
+
+    logger: Any = False
+    # save_top_k=1 without a monitor: one file, "last.ckpt", rewritten at the end of every training epoch
+    # (save_last=True with save_top_k=0 would only write it when training ends)
+    callbacks: list[Any] = [ModelCheckpoint(dirpath=ckpt_dir, filename=LAST_CKPT[:-5], monitor=None, save_top_k=1,
+                                            save_last=False, every_n_epochs=1, save_on_train_epoch_end=True,
+                                            enable_version_counter=False)]
+    if tracking_uri is not None:
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        logger = MLFlowLogger(experiment_name=experiment, tracking_uri=tracking_uri, run_name=run_name or arch,
+                              tags={"arch": arch, "out_dir": str(out_dir), "resumed_from_epoch": str(resume_epoch)})
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+
+    steps = len(train_loader) if max_train_batches is None else None
+    with warnings.catch_warnings():
+        for pattern in (".*does not have many workers.*", ".*number of training batches.*is smaller than the "
+                        "logging interval.*", ".*Checkpoint directory .* exists and is not empty.*",
+                        ".*You defined a `validation_step` but have no `val_dataloader`.*"):
+            warnings.filterwarnings("ignore", pattern)
+        trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=devices, strategy=strategy,
+                             precision=precision, logger=logger, callbacks=callbacks, enable_progress_bar=progress,
+                             enable_model_summary=progress, deterministic="warn", default_root_dir=out_dir,
+                             limit_train_batches=max_train_batches, num_sanity_val_steps=0,
+                             log_every_n_steps=max(1, min(50, steps or 50)), limit_val_batches=None if val_set
+                             is not None else 0)
+        if trainer.accelerator.__class__.__name__ == "CUDAAccelerator":
+            torch.set_float32_matmul_precision("high")
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_dir / LAST_CKPT) if resume_epoch else None,
+                    weights_only=False)
+
+    model = module.model
+    test = evaluate(model, data.test, batch_size=max(batch_size, 256), device=module.device)
+    val_acc = trainer.callback_metrics.get("val_acc")
+    meta = {
+        "arch": arch,
+        "arch_kwargs": dict(module.hparams.arch_kwargs),
+        "num_classes": data.num_classes,
+        "input_shape": list(data.input_shape),
+        "classes": data.classes,
+        "dataset": {"source": data.source, "sha256": data.sha256, "normalization":
+                    {"mean": data.mean, "std": data.std, "scale": data.fingerprint.get("scale", 1.0)}},
+        "dataset_sha256": data.sha256,
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "test_count": test["count"],
+        "val_accuracy": float(val_acc) if val_acc is not None else None,
+        "epochs": int(trainer.current_epoch),
+        "resumed_from_epoch": resume_epoch,
+        "global_step": int(trainer.global_step),
+        "seed": seed,
+        "optimizer": module.hparams.optimizer,
+        "lr": lr,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "label_smoothing": label_smoothing,
+        "batch_size": batch_size,
+        "augment": f"{module.augment_mode}:{module.augment_pad}",
+        "val_fraction": val_fraction,
+        "max_train_batches": max_train_batches,
+        "world_size": trainer.world_size,
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "versions": {"torch": torch.__version__.split("+")[0], "timm": timm.__version__,
+                     "lightning": pl.__version__},
+    }
+    if logger:
+        meta["mlflow_run_id"] = logger.run_id
+    if trainer.is_global_zero:
+        meta = write_trained(out_dir, model, meta)
+        if logger:
+            logger.log_metrics({"test_acc": test["accuracy"], "test_loss": test["loss"]}, step=trainer.global_step)
+            logger.log_hyperparams({"epochs": epochs})
+    return meta
+
+
+__all__ = ["ClassifierModule", "train", "load_trained", "evaluate", "write_trained", "model_kwargs",
+           "random_crop", "random_hflip", "ResumableOneCycleLR"]
