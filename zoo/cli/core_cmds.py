@@ -1,2 +1,96 @@
-"""CLI commands (core_cmds)."""
-from zoo.cli import app  # noqa: F401
+"""Core commands: list and show conversion variants; convert a model ad hoc."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from zoo.cli import app
+
+
+@app.command("variants")
+def list_variants(name: Optional[str] = typer.Argument(None, help="show one variant's full recipe"),
+                  as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """List the named conversion variants (or show one recipe with every field)."""
+    from zoo.conversion.variants import VariantError, get_variant, variants
+
+    if name:
+        try:
+            r = get_variant(name)
+        except VariantError as err:
+            typer.secho(f"error: {err}", fg="red", err=True)
+            raise typer.Exit(2)
+        if as_json:
+            typer.echo(json.dumps(r.model_dump(), indent=2))
+            return
+        helps = r.field_help()
+        for k, v in r.model_dump().items():
+            typer.echo(f"{k:>20}: {v!s:<30} {helps.get(k, '')}")
+        return
+    vs = variants()
+    if as_json:
+        typer.echo(json.dumps({k: v.model_dump() for k, v in vs.items()}, indent=2))
+        return
+    for k, v in vs.items():
+        typer.echo(f"{k:<18} {v.reference}\n{'':<18} {v.description}")
+
+
+@app.command("convert")
+def convert_cmd(
+    model: str = typer.Argument(..., help="a timm architecture name, or a trained-model directory (meta.json + "
+                                          "model.safetensors, as written by the train stage)"),
+    out: Path = typer.Option(..., "--out", "-o", help="the SNN checkpoint to write (.safetensors)"),
+    variant: str = typer.Option("rueckauer2017", help="conversion variant (zoo variants)"),
+    dataset: str = typer.Option("digits", help="dataset source for calibration and evaluation: digits, mnist, "
+                                               "cifar10, imagenet"),
+    data_root: Optional[str] = typer.Option(None, help="data root (default $ZOO_DATA_DIR)"),
+    weights: Optional[Path] = typer.Option(None, help="safetensors weights for a timm architecture"),
+    num_classes: int = typer.Option(10),
+    timesteps: str = typer.Option("1,2,4,8,16,32,64,128,256", help="comma-separated T values to evaluate"),
+    test_images: int = typer.Option(1000, help="test images to evaluate (0: skip evaluation)"),
+    set_: list[str] = typer.Option([], "--set", help="recipe override, e.g. --set percentile=99.99"),
+) -> None:
+    """Convert a model outside the pipeline: calibrate, convert, save, and measure it."""
+    import tempfile
+
+    import timm
+    import torch
+    from safetensors.torch import load_file
+
+    import zoo
+    import zoo.models  # noqa: F401
+    from zoo.data import PreparedData, prepare
+    from zoo.serialization import save_snn
+
+    overrides = {}
+    for s in set_:
+        k, _, v = s.partition("=")
+        overrides[k] = json.loads(v) if v[:1] in "[{0123456789-tf" and v not in ("foo",) else v
+    if Path(model).is_dir():
+        from zoo.training import load_trained
+
+        ann = load_trained(model)
+        arch, arch_kwargs = ann.zoo_meta["arch"], ann.zoo_meta["arch_kwargs"]
+    else:
+        arch, arch_kwargs = model, {"num_classes": num_classes}
+        ann = timm.create_model(arch, **arch_kwargs)
+        if weights is not None:
+            if weights.suffix != ".safetensors":
+                raise typer.BadParameter("weights must be a .safetensors file (nothing is unpickled)")
+            ann.load_state_dict(load_file(str(weights)))
+        ann.eval()
+    with tempfile.TemporaryDirectory(prefix="zoo-convert-") as tmp:
+        prepare(dataset, tmp, root=data_root, calib_size=256, progress=True)
+        data = PreparedData(tmp)
+        calib = torch.stack([data.calibration[i][0] for i in range(len(data.calibration))])
+        snn = zoo.convert(ann, calib, variant, config={"arch": arch, "arch_kwargs": arch_kwargs,
+                                                      "preprocess": {"mean": data.mean, "std": data.std}},
+                          **overrides)
+        save_snn(snn, out)
+        typer.echo(f"wrote {out}")
+        if test_images:
+            test = torch.utils.data.Subset(data.test, range(min(test_images, len(data.test))))
+            r = zoo.simulate(snn, test, [int(t) for t in timesteps.split(",")], ann=ann)
+            typer.echo(r.table())

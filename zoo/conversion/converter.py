@@ -34,8 +34,12 @@ def _make_neuron(point: ActPoint, threshold: Tensor, recipe: Recipe, compensatio
                        gain=1.0 - decay, reset="zero", v_init=recipe.v_init, synapse_decay=synapse)
     lowered = threshold / compensation
     if recipe.neuron == "lif":
-        return LIFNode(lowered, amplitude=threshold, tau_rc=recipe.tau_rc, tau_ref=recipe.tau_ref, dt=recipe.dt,
-                       gain=1.0, reset=recipe.reset, v_init=recipe.v_init, synapse_decay=synapse)
+        # A ReLU layer on LIF neurons: an input at threshold fires once per (1 + refractory) steps instead of
+        # every step; scaling the spikes by (1 + refractory steps) keeps that input's value (max-rate
+        # matching), so rates do not shrink layer after layer.
+        ref_steps = int(round(recipe.tau_ref / recipe.dt))
+        return LIFNode(lowered, amplitude=threshold * (1 + ref_steps), tau_rc=recipe.tau_rc, tau_ref=recipe.tau_ref,
+                       dt=recipe.dt, gain=1.0, reset=recipe.reset, v_init=recipe.v_init, synapse_decay=synapse)
     return IFNode(lowered, amplitude=threshold, reset=recipe.reset, v_init=recipe.v_init, synapse_decay=synapse)
 
 

@@ -1,0 +1,7 @@
+"""DVC stage `calibrate` (see dvc.yaml); the logic is zoo.stages.calibrate."""
+import sys
+
+from zoo.stages import main
+
+if __name__ == "__main__":
+    sys.exit(main("calibrate", sys.argv[1:]))

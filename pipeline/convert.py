@@ -1,0 +1,7 @@
+"""DVC stage `convert` (see dvc.yaml); the logic is zoo.stages.convert."""
+import sys
+
+from zoo.stages import main
+
+if __name__ == "__main__":
+    sys.exit(main("convert", sys.argv[1:]))

@@ -1,0 +1,7 @@
+"""DVC stage `evaluate` (see dvc.yaml); the logic is zoo.stages.evaluate."""
+import sys
+
+from zoo.stages import main
+
+if __name__ == "__main__":
+    sys.exit(main("evaluate", sys.argv[1:]))

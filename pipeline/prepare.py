@@ -1,0 +1,7 @@
+"""DVC stage `prepare` (see dvc.yaml); the logic is zoo.stages.prepare."""
+import sys
+
+from zoo.stages import main
+
+if __name__ == "__main__":
+    sys.exit(main("prepare", sys.argv[1:]))

@@ -1,0 +1,111 @@
+"""zoo.cards: model cards, plots and the zoo table rendered from an index."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from zoo import cards
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _entry(name="sresnet20-cifar10", **over):
+    e = {
+        "name": name, "family": "resnet", "arch": "resnet20_cifar", "arch_kwargs": {"num_classes": 10},
+        "dataset": "cifar10", "input_shape": [3, 32, 32], "ann_accuracy": 0.9012,
+        "description": "ResNet-20 trained on CIFAR-10, converted to integrate-and-fire neurons.",
+        "notes": "Max-pooling is rate-gated.", "default_variant": "hu2018", "git_commit": "abc123",
+        "params": {"epochs": 200, "lr": 0.1},
+        "variants": {
+            "hu2018": {"accuracy": {"1": 0.10, "2": 0.2, "4": 0.5, "256": 0.90}, "energy_ratio": 0.31,
+                       "spikes_per_image": 12345.0, "synops_per_image": 1.2e6, "timesteps_evaluated": 10000,
+                       "energy_ratio_per_T": {"1": 0.01, "2": 0.02, "4": 0.05, "256": 0.31},
+                       "recipe": {"neuron": "if"}, "file": f"{name}.hu2018.safetensors", "size": 123456,
+                       "sha256": "a" * 64},
+            "rueckauer2017": {"accuracy": {"1": 0.05, "8": 0.7, "256": 0.88}, "energy_ratio": 0.5,
+                              "spikes_per_image": 2e4, "synops_per_image": 3e6, "timesteps_evaluated": 10000,
+                              "file": f"{name}.rueckauer2017.safetensors", "size": 654321, "sha256": "b" * 64},
+        },
+    }
+    e.update(over)
+    return e
+
+
+def _index(*entries):
+    return {"schema": 1, "generated": "2026-11-29T00:00:00Z", "models": {e["name"]: e for e in entries}}
+
+
+def test_render_card_writes_markdown_and_plot(tmp_path):
+    path = cards.render_card(_entry(), tmp_path / "cards")
+    assert path == tmp_path / "cards" / "sresnet20-cifar10.md"
+    md = path.read_text()
+    png = tmp_path / "cards" / "sresnet20-cifar10.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 1000
+    assert "](sresnet20-cifar10.png)" in md
+    # accuracy table: every T of every variant, ANN row for comparison, missing cells dashed
+    assert "| Variant | T=1 | T=2 | T=4 | T=8 | T=256 |" in md
+    assert "| ANN (reference) | 90.12% | 90.12% | 90.12% | 90.12% | 90.12% |" in md
+    assert "| `hu2018` | 10.00% | 20.00% | 50.00% | – | 90.00% |" in md
+    assert "| `rueckauer2017` | 5.00% | – | – | 70.00% | 88.00% |" in md
+    for needle in ["`resnet20_cifar`", "cifar10", "3 × 32 × 32", "0.31", "12,345", "1.2e+06", "a" * 64,
+                   "b" * 64, "abc123", '"epochs": 200', "Best SNN accuracy | 90.00% (`hu2018`, T = 256)",
+                   'snn = zoo.load("sresnet20-cifar10")', "result = zoo.simulate(snn, data, timesteps=[1, 2, 4, 8, 256])",
+                   "import zoo", "Max-pooling is rate-gated."]:
+        assert needle in md, needle
+    assert "| `hu2018` | 0.01 | 0.02 | 0.05 | – | 0.31 |" in md  # energy ratio per T
+    # the hu2018 (default) row comes before the other variant
+    assert md.index("| `hu2018` | 10.00%") < md.index("| `rueckauer2017` | 5.00%")
+
+
+def test_render_card_is_deterministic(tmp_path):
+    a = cards.render_card(_entry(), tmp_path / "a")
+    b = cards.render_card(_entry(), tmp_path / "b")
+    assert a.read_text() == b.read_text()
+    assert (tmp_path / "a" / a.with_suffix(".png").name).read_bytes() == \
+        (tmp_path / "b" / b.with_suffix(".png").name).read_bytes()
+
+
+def test_card_tolerates_missing_optional_fields(tmp_path):
+    e = _entry(name="bare")
+    for k in ("family", "arch_kwargs", "input_shape", "description", "notes", "git_commit", "params"):
+        e.pop(k)
+    e["ann_accuracy"] = None
+    e["variants"] = {"hu2018": {"accuracy": {"4": None, "8": 0.5}, "file": "bare.hu2018.safetensors",
+                                "size": 10, "sha256": "c" * 64}}
+    md = cards.render_card(e, tmp_path).read_text()
+    assert "| `hu2018` | – | 50.00% |" in md and (tmp_path / "bare.png").is_file()
+    md = cards.render_card(e, tmp_path / "noplot", plot=False).read_text()
+    assert ".png" not in md and not (tmp_path / "noplot" / "bare.png").exists()
+
+
+def test_render_zoo_table():
+    idx = _index(_entry(), _entry(name="svgg11-mnist", dataset="mnist", ann_accuracy=0.99))
+    idx["models"]["svgg11-mnist"]["variants"]["rueckauer2017"]["accuracy"]["64"] = 0.995
+    table = cards.render_zoo_table(idx)
+    lines = table.strip().splitlines()
+    assert lines[0] == "| Model | Dataset | ANN acc. | Best variant | Best SNN acc. (T) | Energy ratio |"
+    assert lines[2] == "| `sresnet20-cifar10` | cifar10 | 90.12% | `hu2018` | 90.00% (T=256) | 0.31 |"
+    assert lines[3] == "| `svgg11-mnist` | mnist | 99.00% | `rueckauer2017` | 99.50% (T=64) | 0.5 |"
+    linked = cards.render_zoo_table(idx, link_dir="models/zoo/cards/")
+    assert "[svgg11-mnist](models/zoo/cards/svgg11-mnist.md)" in linked
+
+
+def test_render_all(tmp_path):
+    idx = _index(_entry(), _entry(name="svgg11-mnist", dataset="mnist"))
+    paths = cards.render_all(idx, tmp_path)
+    assert [p.name for p in paths] == ["sresnet20-cifar10.md", "svgg11-mnist.md", "README.md"]
+    assert all(p.is_file() for p in paths)
+    assert (tmp_path / "svgg11-mnist.png").is_file()
+    assert "[svgg11-mnist](svgg11-mnist.md)" in (tmp_path / "README.md").read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_render_all_validates(tmp_path):
+    bad = _index(_entry())
+    bad = copy.deepcopy(bad)
+    bad["models"]["sresnet20-cifar10"]["variants"]["hu2018"]["file"] = "x.pt"
+    from zoo.hub import IndexFormatError
+
+    with pytest.raises(IndexFormatError):
+        cards.render_all(bad, tmp_path)

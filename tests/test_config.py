@@ -1,0 +1,89 @@
+"""params.yaml validation: every typo fails fast with the key, the bad value and the allowed values."""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zoo.config import ZOO_ARCHS, ConfigError, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path, mutate) -> Path:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    mutate(raw)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_project_params_are_valid():
+    p = load_params(ROOT / "params.yaml")
+    assert set(p.zoos["demo"].models) <= set(p.models)
+    assert {"cao2015", "diehl2015-model", "diehl2015-data", "rueckauer2017", "hu2018", "hunsberger2016"} <= set(p.variants)
+    assert p.recipe("hu2018").form == "weight"
+
+
+def test_zoo_archs_match_the_registry():
+    import timm
+
+    import zoo.models
+
+    assert set(ZOO_ARCHS) == set(zoo.models.ARCHS)
+    assert all(timm.is_model(a) for a in ZOO_ARCHS)
+
+
+@pytest.mark.parametrize("mutate,expected", [
+    (lambda r: r["models"]["vgg-mini-digits"].update(arch="vgg_mni"), ["models.vgg-mini-digits.arch", "'vgg_mni'", "vgg_mini"]),
+    (lambda r: r["models"]["vgg-mini-digits"].update(dataset="digts"), ["models.vgg-mini-digits.dataset", "'digts'", "Did you mean 'digits'"]),
+    (lambda r: r["variants"].update(mine={"base": "rueckauer2071"}), ["variants.mine.base", "'rueckauer2071'", "rueckauer2017"]),
+    (lambda r: r["variants"].update(mine={"base": "rueckauer2017", "overrides": {"percentile": 120}}), ["variants.mine.overrides", "percentile", "120"]),
+    (lambda r: r["variants"].update(mine={"base": "rueckauer2017", "overrides": {"reset": "foo"}}), ["'foo'", "'subtract', 'zero'"]),
+    (lambda r: r["evaluation"].update(timesteps=[0, 4]), ["evaluation.timesteps", "T > 0"]),
+    (lambda r: r["evaluation"].update(timestep=[4]), ["evaluation.timestep", "unknown key"]),
+    (lambda r: r["datasets"]["digits"].update(source="digitz"), ["datasets.digits.source", "'digitz'", "'digits'", "'mnist'"]),
+    (lambda r: r["zoos"]["demo"]["models"].append("nope"), ["zoos.demo.models", "'nope'", "vgg-mini-digits"]),
+    (lambda r: r["tracking"].update(uri="file:./mlruns"), ["tracking.uri", "sqlite"]),
+])
+def test_invalid_params_fail_fast_and_explain(tmp_path, mutate, expected):
+    path = _write(tmp_path, mutate)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    assert time.perf_counter() - t0 < 1.0
+    for text in expected:
+        assert text in str(err.value), str(err.value)
+
+
+def test_validate_cli_is_fast_and_clear(tmp_path):
+    path = _write(tmp_path, lambda r: r["models"]["resnet-mini-digits"].update(arch="resnet_mnii"))
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", "import sys; from zoo.config import load_params, ConfigError\n"
+                          "try: load_params(sys.argv[1])\nexcept ConfigError as e: print(e); sys.exit(2)", str(path)],
+                         capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    assert out.returncode == 2 and "Did you mean 'resnet_mini'" in out.stdout
+    assert wall < 3.0, wall  # interpreter start included; the validation itself is checked < 1 s above
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_dvc_plots_and_stages_cover_params():
+    """dvc.yaml iterates over params.yaml: every model and variant gets its stages."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    assert dvc["stages"]["convert-demo"]["matrix"] == {"model": "${zoos.demo.models}", "variant": "${variants}"}
+    assert set(dvc["stages"]) >= {"prepare", "train", "export", "calibrate", "convert-demo", "evaluate-demo",
+                                  "convert-full", "evaluate-full", "publish"}

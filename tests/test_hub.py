@@ -1,0 +1,452 @@
+"""zoo.hub against a real HTTP server on 127.0.0.1: index, pull/cache/verification, errors, load, CLI."""
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import math
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from typer.testing import CliRunner
+
+from zoo import hub
+from zoo.cli import app
+
+
+# ------------------------------------------------------------------------------------------- fixtures
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+class Server:
+    """A ThreadingHTTPServer serving ``root`` (or using ``handler``) on 127.0.0.1, in a thread."""
+
+    def __init__(self, root: Path | None = None, handler=None) -> None:
+        handler = handler or functools.partial(_QuietHandler, directory=str(root))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.running = True
+
+    def stop(self) -> None:
+        if self.running:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.thread.join(5)
+            self.running = False
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_snn(path: Path, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    tensors = {"body.0.weight": torch.randn(8, 4, generator=g), "body.0.threshold": torch.rand(8, generator=g)}
+    save_file(tensors, str(path), metadata={"snn_zoo": json.dumps({"format": "snn-zoo-snn/1", "arch": "tiny",
+                                                                    "seed": seed})})
+
+
+def _variant(path: Path, acc: dict[int, float], energy: float) -> dict:
+    return {"accuracy": {str(t): a for t, a in acc.items()}, "energy_ratio": energy, "spikes_per_image": 1234.5,
+            "synops_per_image": 2.5e6, "timesteps_evaluated": 360, "recipe": {"neuron": "if", "reset": "subtract"},
+            "file": path.name, "size": path.stat().st_size, "sha256": _sha(path)}
+
+
+def make_index(root: Path) -> dict:
+    """Two models, three variants, real safetensors files in ``root``."""
+    files = {}
+    for i, stem in enumerate(["sresnet20-cifar10.hu2018", "sresnet20-cifar10.rueckauer2017", "svgg11-mnist.hu2018"]):
+        files[stem] = root / f"{stem}.safetensors"
+        _write_snn(files[stem], i)
+    return {
+        "schema": 1, "generated": "2026-11-29T00:00:00Z",
+        "models": {
+            "sresnet20-cifar10": {
+                "name": "sresnet20-cifar10", "family": "resnet", "arch": "resnet20_cifar",
+                "arch_kwargs": {"num_classes": 10}, "dataset": "cifar10", "input_shape": [3, 32, 32],
+                "ann_accuracy": 0.9012, "description": "ResNet-20 on CIFAR-10.", "notes": "",
+                "default_variant": "hu2018", "git_commit": "abc123", "params": {"epochs": 2},
+                "variants": {
+                    "hu2018": _variant(files["sresnet20-cifar10.hu2018"], {1: 0.1, 2: 0.2, 4: 0.5, 256: 0.9}, 0.31),
+                    "rueckauer2017": _variant(files["sresnet20-cifar10.rueckauer2017"],
+                                              {1: 0.1, 4: 0.4, 256: 0.89}, 0.4),
+                },
+            },
+            "svgg11-mnist": {
+                "name": "svgg11-mnist", "family": "vgg", "arch": "vgg11_mnist", "dataset": "mnist",
+                "input_shape": [1, 28, 28], "ann_accuracy": 0.99, "default_variant": "hu2018", "git_commit": "abc123",
+                "variants": {"hu2018": _variant(files["svgg11-mnist.hu2018"], {8: 0.97, 16: 0.99}, 0.2)},
+            },
+        },
+    }
+
+
+@pytest.fixture
+def zoo_env(tmp_path, monkeypatch):
+    """A served directory with index.json + files, ZOO_INDEX/ZOO_REMOTE/ZOO_CACHE_DIR pointing at it."""
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    index = make_index(remote)
+    hub.write_index(index, remote / "index.json")
+    server = Server(remote)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ZOO_INDEX", str(remote / "index.json"))
+    monkeypatch.setenv("ZOO_REMOTE", server.url)
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(cache))
+
+    class Env:
+        pass
+
+    env = Env()
+    env.remote, env.index, env.server, env.cache, env.tmp = remote, index, server, cache, tmp_path
+    yield env
+    server.stop()
+
+
+def _cache_files(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+
+
+# ------------------------------------------------------------------------------------------------ pull
+def test_pull_downloads_and_verifies(zoo_env):
+    path = hub.pull("sresnet20-cifar10")
+    src = zoo_env.remote / "sresnet20-cifar10.hu2018.safetensors"
+    assert path == zoo_env.cache / src.name
+    assert path.read_bytes() == src.read_bytes()
+    assert _cache_files(zoo_env.cache) == [src.name]  # no temp file left behind
+    other = hub.pull("sresnet20-cifar10", "rueckauer2017")
+    assert other.name == "sresnet20-cifar10.rueckauer2017.safetensors"
+    assert hub.cached_path("sresnet20-cifar10", "rueckauer2017") == other
+
+
+def test_cache_hit_needs_no_network(zoo_env):
+    first = hub.pull("svgg11-mnist")
+    zoo_env.server.stop()
+    assert hub.pull("svgg11-mnist") == first
+    with pytest.raises(hub.RemoteError):  # force really goes to the network ...
+        hub.pull("svgg11-mnist", force=True)
+    assert _sha(first) == zoo_env.index["models"]["svgg11-mnist"]["variants"]["hu2018"]["sha256"]  # ... and keeps it
+
+
+def test_force_redownloads(zoo_env):
+    path = hub.pull("svgg11-mnist")
+    mtime = path.stat().st_mtime_ns
+    os.utime(path, ns=(mtime - 10**9, mtime - 10**9))
+    assert hub.pull("svgg11-mnist", force=True) == path
+    assert path.stat().st_mtime_ns != mtime - 10**9
+
+
+def test_tampered_file_is_refused(zoo_env):
+    src = zoo_env.remote / "sresnet20-cifar10.hu2018.safetensors"
+    data = bytearray(src.read_bytes())
+    data[-1] ^= 0xFF  # same size, different bytes
+    src.write_bytes(bytes(data))
+    expected = zoo_env.index["models"]["sresnet20-cifar10"]["variants"]["hu2018"]["sha256"]
+    actual = hashlib.sha256(bytes(data)).hexdigest()
+    with pytest.raises(hub.ChecksumError) as exc:
+        hub.pull("sresnet20-cifar10")
+    msg = str(exc.value)
+    assert src.name in msg and expected in msg and actual in msg
+    assert (exc.value.expected, exc.value.actual) == (expected, actual)
+    assert _cache_files(zoo_env.cache) == []
+
+
+def test_truncated_file_on_the_remote(zoo_env):
+    src = zoo_env.remote / "svgg11-mnist.hu2018.safetensors"
+    src.write_bytes(src.read_bytes()[:100])
+    with pytest.raises(hub.ChecksumError, match="size 100 bytes"):
+        hub.pull("svgg11-mnist")
+    assert _cache_files(zoo_env.cache) == []
+
+
+def test_connection_dropped_mid_transfer(zoo_env, monkeypatch):
+    class Truncating(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def do_GET(self):
+            data = (zoo_env.remote / self.path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])  # then the connection closes
+
+        def log_message(self, *args):
+            pass
+
+    server = Server(handler=Truncating)
+    monkeypatch.setenv("ZOO_REMOTE", server.url)
+    try:
+        with pytest.raises(hub.RemoteError, match="truncated"):
+            hub.pull("svgg11-mnist")
+    finally:
+        server.stop()
+    assert _cache_files(zoo_env.cache) == []
+
+
+def test_oversized_download_is_cut_short(zoo_env):
+    src = zoo_env.remote / "svgg11-mnist.hu2018.safetensors"
+    src.write_bytes(src.read_bytes() + b"\0" * (3 << 20))
+    with pytest.raises(hub.ChecksumError, match="first bytes only"):
+        hub.pull("svgg11-mnist")
+    assert _cache_files(zoo_env.cache) == []
+
+
+def test_corrupted_cache_is_detected_and_redownloaded(zoo_env, caplog):
+    path = hub.pull("svgg11-mnist")
+    good = path.read_bytes()
+    path.write_bytes(b"garbage" + good[7:])
+    with caplog.at_level("WARNING", logger="zoo.hub"):
+        assert hub.pull("svgg11-mnist") == path
+    assert path.read_bytes() == good
+    assert "corrupted" in caplog.text
+    # corrupted and the remote down: reported, and the bad file is not kept
+    path.write_bytes(good[:-1])
+    zoo_env.server.stop()
+    with pytest.raises(hub.RemoteError):
+        hub.pull("svgg11-mnist")
+    assert _cache_files(zoo_env.cache) == []
+
+
+def test_server_down_is_a_remote_error(zoo_env):
+    zoo_env.server.stop()
+    with pytest.raises(hub.RemoteError) as exc:
+        hub.pull("sresnet20-cifar10")
+    assert zoo_env.server.url in str(exc.value) and exc.value.reason
+    assert "sresnet20-cifar10.hu2018.safetensors" in exc.value.url
+    assert isinstance(exc.value, OSError)
+    assert _cache_files(zoo_env.cache) == []
+
+
+def test_http_error_is_a_remote_error(zoo_env):
+    (zoo_env.remote / "svgg11-mnist.hu2018.safetensors").unlink()
+    with pytest.raises(hub.RemoteError, match="HTTP 404"):
+        hub.pull("svgg11-mnist")
+    assert _cache_files(zoo_env.cache) == []
+
+
+@pytest.mark.parametrize("kind", ["file_url", "path"])
+def test_local_remotes(zoo_env, monkeypatch, kind):
+    zoo_env.server.stop()
+    monkeypatch.setenv("ZOO_REMOTE", zoo_env.remote.as_uri() if kind == "file_url" else str(zoo_env.remote))
+    path = hub.pull("sresnet20-cifar10", "rueckauer2017")
+    assert path.read_bytes() == (zoo_env.remote / path.name).read_bytes()
+    monkeypatch.setenv("ZOO_REMOTE", str(zoo_env.tmp / "nowhere"))
+    with pytest.raises(hub.RemoteError, match="nowhere"):
+        hub.pull("svgg11-mnist")
+
+
+@pytest.mark.parametrize("bad", ["model.pt", "model.pkl", "../evil.safetensors", "sub/x.safetensors",
+                                 ".hidden.safetensors", "model.safetensors.pt"])
+def test_only_plain_safetensors_files_are_accepted(zoo_env, bad):
+    index = copy.deepcopy(zoo_env.index)
+    index["models"]["svgg11-mnist"]["variants"]["hu2018"]["file"] = bad
+    with pytest.raises(hub.UnsafeFileError, match="safetensors"):
+        hub.pull("svgg11-mnist", index=index)
+    (zoo_env.remote / "index.json").write_text(json.dumps(index))
+    with pytest.raises(hub.UnsafeFileError, match=r"models\['svgg11-mnist'\].variants\['hu2018'\].file"):
+        hub.read_index()
+    with pytest.raises(hub.UnsafeFileError):
+        hub.write_index(index, zoo_env.tmp / "out.json")
+    assert _cache_files(zoo_env.cache) == []
+
+
+# -------------------------------------------------------------------------------------- index & lookup
+def test_unknown_name_suggests_close_names(zoo_env):
+    with pytest.raises(hub.ModelNotFoundError) as exc:
+        hub.info("sresnet20-cifar")
+    assert isinstance(exc.value, KeyError)
+    msg = str(exc.value)
+    assert "'sresnet20-cifar10'" in msg and "zoo list" in msg
+    with pytest.raises(KeyError, match="zoo list"):
+        hub.pull("nothing-like-it")
+    with pytest.raises(hub.VariantNotFoundError, match="hu2018"):
+        hub.pull("sresnet20-cifar10", "hu2019")
+
+
+def test_list_models_and_info(zoo_env):
+    rows = hub.list_models()
+    assert [r["name"] for r in rows] == ["sresnet20-cifar10", "svgg11-mnist"]
+    r = rows[0]
+    assert (r["best_variant"], r["best_accuracy"], r["best_timesteps"], r["energy_ratio"]) == ("hu2018", 0.9, 256, 0.31)
+    assert r["variants"] == ["hu2018", "rueckauer2017"] and r["dataset"] == "cifar10"
+    entry = hub.info("svgg11-mnist")
+    assert entry == zoo_env.index["models"]["svgg11-mnist"]
+    entry["dataset"] = "changed"  # a copy
+    assert hub.info("svgg11-mnist")["dataset"] == "mnist"
+
+
+def test_read_index_sources(zoo_env, monkeypatch):
+    assert hub.read_index() == zoo_env.index
+    assert hub.read_index(zoo_env.remote / "index.json") == zoo_env.index
+    assert hub.read_index(f"{zoo_env.server.url}/index.json") == zoo_env.index
+    # no ZOO_INDEX and no checkout index: fetched from the remote, cached for offline use
+    monkeypatch.delenv("ZOO_INDEX")
+    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: zoo_env.tmp / "no-checkout" / "models" / "zoo")
+    assert hub.read_index() == zoo_env.index
+    assert (zoo_env.cache / "index.json").is_file()
+    zoo_env.server.stop()
+    assert hub.read_index() == zoo_env.index
+    (zoo_env.cache / "index.json").unlink()
+    with pytest.raises(hub.RemoteError):
+        hub.read_index()
+    monkeypatch.delenv("ZOO_REMOTE")
+    with pytest.raises(hub.RemoteError, match="ZOO_REMOTE"):
+        hub.read_index()
+
+
+def test_read_index_defaults_to_the_checkout(zoo_env, monkeypatch):
+    monkeypatch.delenv("ZOO_INDEX")
+    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: zoo_env.remote)
+    assert hub.read_index() == zoo_env.index
+    assert hub.repo_index_path() == zoo_env.remote / "index.json"
+
+
+def test_remote_resolution_order(zoo_env, monkeypatch):
+    index = dict(zoo_env.index, remote="https://example.invalid/zoo")
+    assert hub.remote_url(index) == zoo_env.server.url  # the environment wins
+    monkeypatch.delenv("ZOO_REMOTE")
+    assert hub.remote_url(index) == "https://example.invalid/zoo"
+    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: zoo_env.remote)
+    assert hub.remote_url(zoo_env.index) == zoo_env.remote.as_uri()  # the default: the checkout's models/zoo
+    assert hub.pull("svgg11-mnist").is_file()
+
+
+def test_bad_index_json_is_a_clear_error(zoo_env):
+    (zoo_env.remote / "index.json").write_text("{not json")
+    with pytest.raises(hub.IndexFormatError, match="index.json: not valid JSON"):
+        hub.read_index()
+
+
+def test_write_index_is_validating_and_atomic(zoo_env, monkeypatch):
+    out = zoo_env.tmp / "pub" / "index.json"
+    hub.write_index(zoo_env.index, out)
+    text = out.read_text()
+    assert json.loads(text) == zoo_env.index
+    assert text.index('"generated"') < text.index('"models"') < text.index('"schema"')  # sorted keys
+    assert hub.read_index(out) == zoo_env.index
+
+    cases = [
+        (("models", "svgg11-mnist", "variants", "hu2018", "sha256"), "nope",
+         r"models\['svgg11-mnist'\]\.variants\['hu2018'\]\.sha256"),
+        (("models", "svgg11-mnist", "variants", "hu2018", "size"), None, r"variants\['hu2018'\]\.size"),
+        (("models", "svgg11-mnist", "variants", "hu2018", "accuracy", "x"), 0.5, r"accuracy\['x'\]"),
+        (("models", "svgg11-mnist", "default_variant"), "other", r"svgg11-mnist'\]\.default_variant"),
+        (("models", "svgg11-mnist", "name"), "other", r"svgg11-mnist'\]\.name"),
+        (("models", "svgg11-mnist", "arch"), None, r"svgg11-mnist'\]\.arch"),
+        (("models", "svgg11-mnist", "ann_accuracy"), "high", r"svgg11-mnist'\]\.ann_accuracy"),
+        (("models", "svgg11-mnist", "variants"), {}, r"svgg11-mnist'\]\.variants"),
+        (("schema",), 2, r"index\.schema"),
+    ]
+    for keys, value, pattern in cases:
+        bad = copy.deepcopy(zoo_env.index)
+        node = bad
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+        with pytest.raises(hub.IndexFormatError, match=pattern):
+            hub.write_index(bad, out)
+        assert out.read_text() == text  # untouched
+
+    nan = copy.deepcopy(zoo_env.index)  # NaN/inf are not JSON: written as null
+    nan["models"]["svgg11-mnist"]["variants"]["hu2018"]["energy_ratio"] = float("nan")
+    nan["models"]["svgg11-mnist"]["variants"]["hu2018"]["energy_ratio_per_T"] = {"8": float("inf")}
+    nan_out = zoo_env.tmp / "nan" / "index.json"
+    hub.write_index(nan, nan_out)
+    var = hub.read_index(nan_out)["models"]["svgg11-mnist"]["variants"]["hu2018"]
+    assert var["energy_ratio"] is None and var["energy_ratio_per_T"] == {"8": None}
+    assert math.isnan(nan["models"]["svgg11-mnist"]["variants"]["hu2018"]["energy_ratio"])  # caller's dict kept
+
+    bad = copy.deepcopy(zoo_env.index)
+    bad["models"]["svgg11-mnist"]["params"] = {"x": {1, 2}}  # not JSON
+    with pytest.raises(hub.IndexFormatError, match="JSON"):
+        hub.write_index(bad, out)
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    changed = dict(zoo_env.index, generated="2030-01-01T00:00:00Z")
+    with pytest.raises(OSError, match="disk full"):
+        hub.write_index(changed, out)
+    monkeypatch.undo()
+    assert out.read_text() == text
+    assert sorted(p.name for p in out.parent.iterdir()) == ["index.json"]  # no temp file left
+
+
+# ------------------------------------------------------------------------------------------------ load
+def test_load_passes_the_verified_path_to_load_snn(zoo_env, monkeypatch):
+    import zoo
+    import zoo.serialization
+
+    seen = []
+
+    def fake_load_snn(path):
+        path = Path(path)
+        seen.append(path)
+        assert _sha(path) == zoo_env.index["models"]["sresnet20-cifar10"]["variants"]["rueckauer2017"]["sha256"]
+        return nn.Linear(2, 2)
+
+    monkeypatch.setattr(zoo.serialization, "load_snn", fake_load_snn)
+    snn = zoo.load("sresnet20-cifar10", "rueckauer2017")
+    assert seen == [zoo_env.cache / "sresnet20-cifar10.rueckauer2017.safetensors"]
+    assert isinstance(snn, nn.Module)
+    assert snn.zoo_card == zoo_env.index["models"]["sresnet20-cifar10"]
+    assert snn.zoo_variant == "rueckauer2017"
+    # a corrupted cached file is never handed to load_snn
+    seen[0].write_bytes(b"x" * seen[0].stat().st_size)
+    zoo_env.server.stop()
+    with pytest.raises(hub.RemoteError):
+        hub.load("sresnet20-cifar10", "rueckauer2017")
+    assert len(seen) == 1
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def test_cli_list(zoo_env):
+    runner = CliRunner()
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0, result.output
+    assert "sresnet20-cifar10" in result.output and "svgg11-mnist" in result.output
+    assert "90.00% (T=256)" in result.output
+    result = runner.invoke(app, ["list", "--json"])
+    assert result.exit_code == 0
+    assert [r["name"] for r in json.loads(result.stdout)] == ["sresnet20-cifar10", "svgg11-mnist"]
+
+
+def test_cli_info(zoo_env):
+    runner = CliRunner()
+    result = runner.invoke(app, ["info", "sresnet20-cifar10"])
+    assert result.exit_code == 0, result.output
+    assert "# sresnet20-cifar10" in result.output and "T=256" in result.output and "abc123" in result.output
+    result = runner.invoke(app, ["info", "svgg11-mnist", "--json"])
+    assert json.loads(result.stdout)["dataset"] == "mnist"
+    result = runner.invoke(app, ["info", "svgg11"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: no model 'svgg11'") and "svgg11-mnist" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_cli_pull(zoo_env):
+    runner = CliRunner()
+    result = runner.invoke(app, ["pull", "sresnet20-cifar10", "--variant", "rueckauer2017"])
+    assert result.exit_code == 0, result.output
+    path = Path(result.stdout.strip())
+    assert path == zoo_env.cache / "sresnet20-cifar10.rueckauer2017.safetensors" and path.is_file()
+    assert runner.invoke(app, ["pull", "sresnet20-cifar10", "-v", "rueckauer2017", "--force"]).exit_code == 0
+    zoo_env.server.stop()
+    result = runner.invoke(app, ["pull", "svgg11-mnist"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot fetch http://127.0.0.1:")
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+    result = runner.invoke(app, ["pull", "sresnet20-cifar10", "--variant", "nope"])
+    assert result.exit_code == 1 and "has no variant 'nope'" in result.stderr

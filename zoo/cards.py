@@ -1,0 +1,244 @@
+"""Model cards and plots, rendered from the zoo index (see :mod:`zoo.hub`).
+
+:func:`render_card` writes ``<name>.md`` (architecture, dataset, accuracy at every T per variant next to the ANN,
+energy, spikes and synaptic operations, checksums, provenance, how to load it) and ``<name>.png`` (accuracy vs.
+timesteps). :func:`render_zoo_table` is the markdown table of the whole zoo for the README; :func:`render_all`
+renders every card plus a ``README.md`` table linking them. Output is deterministic (sorted, no timestamps,
+no version strings in the PNG), so re-rendering an unchanged model changes none of its files.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from zoo.hub import best_result, validate_index
+from zoo.utils import atomic_path
+
+__all__ = ["card_markdown", "render_card", "render_plot", "render_zoo_table", "render_all"]
+
+_DASH = "–"
+
+
+def _pct(v: Any) -> str:
+    return _DASH if v is None else f"{100 * float(v):.2f}%"
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return _DASH
+    v = float(v)
+    if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-2):
+        return f"{v:.3g}"
+    return f"{v:,.3g}" if abs(v) < 1000 and v != int(v) else f"{v:,.0f}"
+
+
+def _size(n: Any) -> str:
+    if n is None:
+        return _DASH
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _cell(s: Any) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[Any]], align: list[str] | None = None) -> list[str]:
+    align = align or ["---"] * len(header)
+    out = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "|".join(align) + "|"]
+    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _variants(entry: dict) -> list[str]:
+    """Variant names, the default one first, then alphabetical."""
+    default = entry.get("default_variant")
+    return sorted(entry.get("variants", {}), key=lambda v: (v != default, v))
+
+
+def _timesteps(entry: dict) -> list[int]:
+    ts = {int(t) for var in entry.get("variants", {}).values() for t in (var.get("accuracy") or {})}
+    return sorted(ts)
+
+
+def card_markdown(entry: dict, *, image: str | None = None, generated: str | None = None) -> str:
+    """The model card of one index entry as markdown; ``image`` is the plot's relative link (none if None)."""
+    name = entry["name"]
+    default = entry.get("default_variant")
+    ts = _timesteps(entry)
+    best = best_result(entry)
+    lines = [f"# {name}", ""]
+    if entry.get("description"):
+        lines += [entry["description"].strip(), ""]
+
+    shape = entry.get("input_shape")
+    kwargs = entry.get("arch_kwargs") or {}
+    arch = f"`{entry.get('arch')}`" + (f" with `{json.dumps(kwargs, sort_keys=True)}`" if kwargs else "")
+    summary = [
+        ["Architecture", arch + (f" (family: {entry['family']})" if entry.get("family") else "")],
+        ["Dataset", entry.get("dataset", _DASH)],
+        ["Input shape", " × ".join(str(s) for s in shape) if shape else _DASH],
+        ["ANN accuracy", _pct(entry.get("ann_accuracy"))],
+        ["Variants", ", ".join(f"`{v}`" + (" (default)" if v == default else "") for v in _variants(entry))],
+    ]
+    if best:
+        summary.append(["Best SNN accuracy", f"{_pct(best[2])} (`{best[0]}`, T = {best[1]})"])
+    lines += _table(["", ""], summary, ["---", "---"]) + [""]
+
+    lines += ["## Accuracy vs. timesteps", ""]
+    if image:
+        lines += [f"![{name}: SNN accuracy vs. timesteps T]({image})", ""]
+    if ts:
+        header = ["Variant"] + [f"T={t}" for t in ts]
+        rows = [["ANN (reference)"] + [_pct(entry.get("ann_accuracy"))] * len(ts)]
+        for v in _variants(entry):
+            acc = entry["variants"][v].get("accuracy") or {}
+            rows.append([f"`{v}`"] + [_pct(acc.get(str(t))) for t in ts])
+        lines += _table(header, rows, ["---"] + ["--:"] * len(ts)) + [""]
+        lines += ["Accuracy of the SNN after T simulation timesteps; the ANN row repeats the source network's "
+                  "accuracy for comparison.", ""]
+        per_t = {v: entry["variants"][v]["energy_ratio_per_T"] for v in _variants(entry)
+                 if isinstance(entry["variants"][v].get("energy_ratio_per_T"), dict)}
+        if per_t:
+            rows = [[f"`{v}`"] + [_num(e.get(str(t))) for t in ts] for v, e in per_t.items()]
+            lines += ["Energy ratio (SNN / ANN) after T timesteps:", ""]
+            lines += _table(header, rows, ["---"] + ["--:"] * len(ts)) + [""]
+    else:
+        lines += ["No SNN accuracy recorded.", ""]
+
+    lines += ["## Energy and activity", ""]
+    rows = []
+    for v in _variants(entry):
+        var = entry["variants"][v]
+        rows.append([f"`{v}`", _num(var.get("energy_ratio")), _num(var.get("spikes_per_image")),
+                     _num(var.get("synops_per_image")), _num(var.get("timesteps_evaluated"))])
+    lines += _table(["Variant", "Energy ratio (SNN / ANN)", "Spikes / image", "SynOps / image",
+                     "Test images"], rows, ["---", "--:", "--:", "--:", "--:"]) + [""]
+    lines += ["Measured at the largest T evaluated. Energy ratio: the SNN's estimated energy (synaptic operations "
+              "and analog-input MACs) relative to the ANN's multiply-accumulates; lower is better.", ""]
+
+    lines += ["## Files and checksums", ""]
+    rows = [[f"`{v}`", f"`{entry['variants'][v].get('file')}`", _size(entry["variants"][v].get("size")),
+             f"`{entry['variants'][v].get('sha256')}`"] for v in _variants(entry)]
+    lines += _table(["Variant", "File", "Size", "sha256"], rows) + [""]
+    lines += ["`zoo.load` and `zoo pull` verify the size and sha256 before a file is used; the files are "
+              "safetensors (no pickle).", ""]
+
+    lines += ["## How to load it", "", "```python", "import zoo",
+              f'snn = zoo.load("{name}")' + (f'  # variant "{default}"' if default else ""),
+              f"result = zoo.simulate(snn, data, timesteps={ts or [1, 2, 4, 8, 16, 32]})", "```", ""]
+    others = [v for v in _variants(entry) if v != default]
+    if others:
+        lines += [f'Other variants: `zoo.load("{name}", variant="{others[0]}")`. '
+                  f"From the shell: `zoo pull {name}` prints the verified local path.", ""]
+    else:
+        lines += [f"From the shell: `zoo pull {name}` prints the verified local path.", ""]
+
+    lines += ["## Provenance", ""]
+    prov = [["Git commit", f"`{entry['git_commit']}`" if entry.get("git_commit") else _DASH]]
+    if generated:
+        prov.append(["Index generated", generated])
+    lines += _table(["", ""], prov, ["---", "---"]) + [""]
+    if entry.get("params"):
+        lines += ["Parameters:", "", "```json", json.dumps(entry["params"], indent=2, sort_keys=True, default=str),
+                  "```", ""]
+    recipes = {v: entry["variants"][v]["recipe"] for v in _variants(entry) if entry["variants"][v].get("recipe")}
+    for v, recipe in recipes.items():
+        lines += [f"Recipe of `{v}`:", "", "```json", json.dumps(recipe, indent=2, sort_keys=True, default=str),
+                  "```", ""]
+    if entry.get("notes"):
+        lines += ["## Notes", "", entry["notes"].strip(), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_plot(entry: dict, path: str | Path) -> Path:
+    """Accuracy vs. T (log2 x-axis), one line per variant and the ANN as a dashed line, saved as PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, NullLocator, PercentFormatter
+
+    fig = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ts = _timesteps(entry)
+    for v in _variants(entry):
+        acc = entry["variants"][v].get("accuracy") or {}
+        pts = sorted((int(t), float(a)) for t, a in acc.items() if a is not None)
+        if pts:
+            ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", markersize=3, label=v)
+    if entry.get("ann_accuracy") is not None:
+        ax.axhline(100 * float(entry["ann_accuracy"]), color="black", linestyle="--", linewidth=1, label="ANN")
+    ax.set_xscale("log", base=2)
+    if ts:
+        ax.xaxis.set_major_locator(FixedLocator(ts))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticks(ts, [str(t) for t in ts])
+    ax.yaxis.set_major_formatter(PercentFormatter())
+    ax.set_xlabel("timesteps T")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{entry['name']} ({entry.get('dataset', '')})")
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})  # no version string: reproducible bytes
+    return path
+
+
+def render_card(entry: dict, out_dir: str | Path, *, plot: bool = True, generated: str | None = None) -> Path:
+    """Write ``<out_dir>/<name>.md`` (and ``<name>.png``, linked from it, when ``plot``); returns the card's path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = entry["name"]
+    image = None
+    if plot:
+        image = render_plot(entry, out_dir / f"{name}.png").name
+    card = out_dir / f"{name}.md"
+    with atomic_path(card) as tmp:
+        tmp.write_text(card_markdown(entry, image=image, generated=generated), encoding="utf-8")
+        tmp.chmod(0o644)
+    return card
+
+
+def render_zoo_table(index: dict, *, link_dir: str | None = None) -> str:
+    """Markdown table of every model: name, dataset, ANN accuracy, best variant, best SNN accuracy and its T,
+    energy ratio (of the best variant). ``link_dir`` (e.g. ``"models/zoo/cards"``) links names to their cards."""
+    rows = []
+    for name, e in sorted(index.get("models", {}).items()):
+        best = best_result(e)
+        if link_dir is None:
+            label = f"`{name}`"
+        else:
+            prefix = link_dir.rstrip("/") + "/" if link_dir else ""
+            label = f"[{name}]({prefix}{name}.md)"
+        if best:
+            v, t, acc = best
+            energy = _num(e["variants"][v].get("energy_ratio"))
+            rows.append([label, e.get("dataset", _DASH), _pct(e.get("ann_accuracy")), f"`{v}`",
+                         f"{_pct(acc)} (T={t})", energy])
+        else:
+            rows.append([label, e.get("dataset", _DASH), _pct(e.get("ann_accuracy")), _DASH, _DASH, _DASH])
+    header = ["Model", "Dataset", "ANN acc.", "Best variant", "Best SNN acc. (T)", "Energy ratio"]
+    return "\n".join(_table(header, rows, ["---", "---", "--:", "---", "--:", "--:"])) + "\n"
+
+
+def render_all(index: dict, out_dir: str | Path, *, plot: bool = True) -> list[Path]:
+    """Render every model's card (and plot) into ``out_dir`` plus ``README.md`` with the zoo table linking
+    them; returns the written paths (cards first, README last)."""
+    validate_index(index)
+    out_dir = Path(out_dir)
+    paths = [render_card(e, out_dir, plot=plot) for _, e in sorted(index["models"].items())]
+    readme = out_dir / "README.md"
+    text = "# The snn-zoo model zoo\n\n" + render_zoo_table(index, link_dir="") + \
+        "\nLoad any of them with `zoo.load(\"<name>\")`; `zoo list` shows the same table.\n"
+    with atomic_path(readme) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o644)
+    return paths + [readme]

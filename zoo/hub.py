@@ -1,0 +1,597 @@
+"""The published zoo: the index, the remote, a verified download cache and :func:`load`.
+
+The zoo is described by one JSON index (``models/zoo/index.json`` in the repository, written by the
+pipeline's publish stage through :func:`write_index`). Every (model, variant) is ONE ``.safetensors`` file
+listed in the index with its size and sha256; the files live next to the index on the remote.
+
+Where things come from (environment variables first):
+
+``ZOO_INDEX``
+    The index: a path or an ``http(s)://`` / ``file://`` URL of the JSON file, or a ``dvc://`` remote (its
+    ``index.json`` is read). Default: the checkout's ``models/zoo/index.json`` (found relative to the
+    package), else ``<remote>/index.json``.
+``ZOO_REMOTE``
+    The base URL the model files are downloaded from. Default: the index's ``"remote"`` field if it has one,
+    else the local checkout's ``models/zoo/`` directory as a ``file://`` URL (when that directory exists, i.e.
+    when snn-zoo runs from a source checkout). Supported: ``http://``, ``https://``, ``file://``, plain paths
+    and ``dvc://<repo-url-or-path>[?rev=<rev>&dir=<dir-in-repo>&remote=<dvc-remote>]`` (read through
+    ``dvc.api``; ``dir`` defaults to ``models/zoo``, an empty repo means the current DVC repository).
+``ZOO_CACHE_DIR``
+    Where downloaded files are kept. Default: ``platformdirs.user_cache_dir("snn-zoo")``.
+
+Safety: only ``.safetensors`` files (plain names, no directories) are ever accepted from an index, so nothing
+is ever unpickled; every download is streamed into a temporary file next to its destination and verified
+(size and sha256 against the index) before an atomic rename, and a cached file is hashed again every time it
+is used, so a corrupted cache entry is detected and downloaded again.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import http.client
+import io
+import json
+import logging
+import math
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from zoo.utils import atomic_path, sha256_file
+
+__all__ = [
+    "SCHEMA", "HubError", "ModelNotFoundError", "VariantNotFoundError", "IndexFormatError", "UnsafeFileError",
+    "RemoteError", "ChecksumError", "read_index", "write_index", "validate_index", "list_models", "info",
+    "best_result", "remote_url", "cache_dir", "cached_path", "pull", "load", "resolve_variant",
+]
+
+log = logging.getLogger(__name__)
+
+SCHEMA = 1
+INDEX_NAME = "index.json"
+ENV_INDEX = "ZOO_INDEX"
+ENV_REMOTE = "ZOO_REMOTE"
+ENV_CACHE = "ZOO_CACHE_DIR"
+TIMEOUT_S = 60.0
+CHUNK = 1 << 20
+MAX_INDEX_BYTES = 64 << 20
+USER_AGENT = "snn-zoo (+https://github.com/snn-zoo)"
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+_FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*\.safetensors")
+_SHA_RE = re.compile(r"[0-9a-f]{64}")
+
+
+# ----------------------------------------------------------------------------------------------- errors
+class HubError(Exception):
+    """Base class of the zoo hub's errors; ``str(err)`` is a complete one-line message."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+class ModelNotFoundError(HubError, KeyError):
+    """No model of that name in the index (the message suggests close names)."""
+
+
+class VariantNotFoundError(HubError, KeyError):
+    """The model has no variant of that name (the message lists the ones it has)."""
+
+
+class IndexFormatError(HubError, ValueError):
+    """The index is not valid; the message names the offending key, e.g. ``models['x'].variants['y'].sha256``."""
+
+
+class UnsafeFileError(IndexFormatError):
+    """The index names a file that is not a plain ``<name>.safetensors`` (never downloaded, never loaded)."""
+
+
+class RemoteError(HubError, OSError):
+    """The remote could not be reached or did not deliver the file (``.url`` and ``.reason``)."""
+
+    def __init__(self, url: str, reason: str, message: str | None = None) -> None:
+        super().__init__(message or f"cannot fetch {url}: {reason}")
+        self.url, self.reason = url, reason
+
+
+class ChecksumError(HubError, ValueError):
+    """A downloaded (or cached) file does not match the size/sha256 recorded in the index."""
+
+    def __init__(self, file: str, expected: str, actual: str, expected_size: int | None = None,
+                 actual_size: int | None = None, source: str | None = None) -> None:
+        size = ""
+        if expected_size is not None and actual_size is not None and expected_size != actual_size:
+            size = f"; size {actual_size} bytes, expected {expected_size}"
+        src = f" from {source}" if source else ""
+        super().__init__(f"checksum mismatch for {file}{src}: expected sha256 {expected}, got sha256 {actual}"
+                         f"{size}; the file was not cached")
+        self.file, self.expected, self.actual = file, expected, actual
+        self.expected_size, self.actual_size = expected_size, actual_size
+
+
+# ------------------------------------------------------------------------------------------ validation
+def _fail(where: str, msg: str) -> None:
+    raise IndexFormatError(f"{where}: {msg}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_type(obj: dict, key: str, where: str, kinds: tuple, *, required: bool = False,
+                nullable: bool = True) -> None:
+    if key not in obj:
+        if required:
+            _fail(f"{where}.{key}", "missing")
+        return
+    v = obj[key]
+    if v is None and nullable and not required:
+        return
+    if kinds == ("number",):
+        if not _is_number(v):
+            _fail(f"{where}.{key}", f"expected a finite number, got {v!r}")
+    elif isinstance(v, bool) and bool not in kinds or not isinstance(v, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        _fail(f"{where}.{key}", f"expected {names}, got {type(v).__name__} {v!r}")
+
+
+def check_file_name(file: Any, where: str = "file") -> str:
+    """Return ``file`` if it is a plain ``<name>.safetensors`` file name, else raise :class:`UnsafeFileError`."""
+    if not isinstance(file, str) or not _FILE_RE.fullmatch(file):
+        raise UnsafeFileError(f"{where}: {file!r} is refused: the zoo only accepts plain '<name>.safetensors' "
+                              "file names (no other formats are ever downloaded or unpickled, no directories)")
+    return file
+
+
+def _validate_variant(var: Any, where: str) -> None:
+    if not isinstance(var, dict):
+        _fail(where, f"expected an object, got {type(var).__name__}")
+    check_file_name(var.get("file"), f"{where}.file")
+    _check_type(var, "size", where, (int,), required=True)
+    if var["size"] < 0:
+        _fail(f"{where}.size", f"negative size {var['size']}")
+    sha = var.get("sha256")
+    if not isinstance(sha, str) or not _SHA_RE.fullmatch(sha):
+        _fail(f"{where}.sha256", f"expected 64 lowercase hex characters, got {sha!r}")
+    acc = var.get("accuracy")
+    if not isinstance(acc, dict):
+        _fail(f"{where}.accuracy", f"expected an object {{T: accuracy}}, got {acc!r}")
+    for t, a in acc.items():
+        if not (isinstance(t, str) and t.isdigit() and int(t) > 0):
+            _fail(f"{where}.accuracy[{t!r}]", "keys must be positive timestep counts written as strings")
+        if a is not None and not _is_number(a):
+            _fail(f"{where}.accuracy[{t!r}]", f"expected a number, got {a!r}")
+    for key in ("energy_ratio", "spikes_per_image", "synops_per_image"):
+        _check_type(var, key, where, ("number",))
+    _check_type(var, "timesteps_evaluated", where, (int,))
+    _check_type(var, "recipe", where, (dict,))
+
+
+def _validate_entry(name: Any, entry: Any, where: str) -> None:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        _fail(where, f"invalid model name {name!r} (letters, digits, '.', '_', '+', '-')")
+    if not isinstance(entry, dict):
+        _fail(where, f"expected an object, got {type(entry).__name__}")
+    if entry.get("name") != name:
+        _fail(f"{where}.name", f"must equal its key {name!r}, got {entry.get('name')!r}")
+    _check_type(entry, "arch", where, (str,), required=True)
+    _check_type(entry, "dataset", where, (str,), required=True)
+    for key in ("family", "description", "notes", "git_commit"):
+        _check_type(entry, key, where, (str,))
+    for key in ("arch_kwargs", "params"):
+        _check_type(entry, key, where, (dict,))
+    _check_type(entry, "ann_accuracy", where, ("number",))
+    shape = entry.get("input_shape")
+    if shape is not None and not (isinstance(shape, (list, tuple)) and all(isinstance(s, int) and not isinstance(s, bool)
+                                                                   and s > 0 for s in shape)):
+        _fail(f"{where}.input_shape", f"expected a list of positive ints, got {shape!r}")
+    variants = entry.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        _fail(f"{where}.variants", f"expected a non-empty object, got {variants!r}")
+    for vname, var in variants.items():
+        vwhere = f"{where}.variants[{vname!r}]"
+        if not isinstance(vname, str) or not _NAME_RE.fullmatch(vname):
+            _fail(vwhere, "invalid variant name")
+        _validate_variant(var, vwhere)
+    default = entry.get("default_variant")
+    if default not in variants:
+        _fail(f"{where}.default_variant", f"{default!r} is not one of its variants {sorted(variants)}")
+
+
+def validate_index(index: Any, source: str = "index") -> dict:
+    """Check the structure of ``index`` (see the module docstring) and return it unchanged.
+
+    Raises :class:`IndexFormatError` (or :class:`UnsafeFileError`) naming the offending key.
+    """
+    if not isinstance(index, dict):
+        _fail(source, f"expected a JSON object, got {type(index).__name__}")
+    if index.get("schema") != SCHEMA:
+        _fail(f"{source}.schema", f"expected {SCHEMA}, got {index.get('schema')!r}")
+    _check_type(index, "generated", source, (str,))
+    _check_type(index, "remote", source, (str,))
+    models = index.get("models")
+    if not isinstance(models, dict):
+        _fail(f"{source}.models", f"expected an object {{name: entry}}, got {models!r}")
+    for name, entry in models.items():
+        _validate_entry(name, entry, f"{source}.models[{name!r}]")
+    return index
+
+
+# ------------------------------------------------------------------------------------------------ index
+def _repo_zoo_dir() -> Path:
+    """``models/zoo`` of the source checkout this package was imported from (may not exist)."""
+    import zoo
+
+    return Path(zoo.__file__).resolve().parents[1] / "models" / "zoo"
+
+
+def repo_index_path() -> Path:
+    return _repo_zoo_dir() / INDEX_NAME
+
+
+def cache_dir() -> Path:
+    """``$ZOO_CACHE_DIR``, else ``platformdirs.user_cache_dir("snn-zoo")`` (not created here)."""
+    env = os.environ.get(ENV_CACHE)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("snn-zoo"))
+
+
+def _scheme(url: str) -> str:
+    s = urllib.parse.urlsplit(url).scheme.lower()
+    return "" if len(s) <= 1 else s  # "" for plain paths, including Windows drive letters
+
+
+def _parse_index(data: bytes | str, source: str) -> dict:
+    try:
+        index = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise IndexFormatError(f"{source}: not valid JSON ({err})") from err
+    return validate_index(index, source)
+
+
+def read_index(path: str | Path | None = None) -> dict:
+    """Read and validate the zoo index.
+
+    ``path`` (a path or URL), else ``$ZOO_INDEX``, else the checkout's ``models/zoo/index.json``, else
+    ``index.json`` fetched from :func:`remote_url` (a copy is kept in the cache and used when offline).
+    """
+    src = str(path) if path is not None else os.environ.get(ENV_INDEX)
+    if src:
+        if _scheme(src) in ("", "file"):
+            p = _local_path(src)
+            try:
+                data = p.read_bytes()
+            except OSError as err:
+                raise RemoteError(str(p), f"cannot read the index ({err.strerror or err})") from err
+            return _parse_index(data, str(p))
+        if _scheme(src) == "dvc":  # a dvc:// index names the remote; the index is its index.json
+            return _parse_index(_fetch_bytes(src, INDEX_NAME), _join(src, INDEX_NAME))
+        base, _, name = src.rstrip("/").rpartition("/")
+        return _parse_index(_fetch_bytes(base, name), src)
+    local = repo_index_path()
+    if local.is_file():
+        return _parse_index(local.read_bytes(), str(local))
+    base = remote_url(None)
+    cached = cache_dir() / INDEX_NAME
+    try:
+        data = _fetch_bytes(base, INDEX_NAME)
+    except RemoteError as err:
+        if cached.is_file():
+            log.warning("%s; using the cached index %s", err, cached)
+            return _parse_index(cached.read_bytes(), str(cached))
+        raise
+    index = _parse_index(data, _join(base, INDEX_NAME))
+    try:
+        with atomic_path(cached) as tmp:
+            tmp.write_bytes(data)
+    except OSError as err:  # the cache is an optimisation only
+        log.warning("could not cache the index in %s: %s", cached, err)
+    return index
+
+
+def _finite(obj: Any) -> Any:
+    """A copy of ``obj`` with non-finite floats replaced by None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_index(index: dict, path: str | Path) -> Path:
+    """Validate ``index`` and write it to ``path`` atomically (temp file + ``os.replace``), keys sorted.
+
+    Non-finite floats (NaN, inf: e.g. an energy ratio without ANN operations) are written as ``null``, since
+    JSON has no such numbers. On any error (invalid structure, a value JSON cannot encode) the existing file
+    is left untouched.
+    """
+    index = validate_index(_finite(index), "index")
+    try:
+        text = json.dumps(index, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as err:
+        raise IndexFormatError(f"index: cannot be written as JSON ({err})") from err
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.chmod(0o644)
+    return path
+
+
+def _index(index: dict | None) -> dict:
+    return read_index() if index is None else index
+
+
+def _entry(index: dict, name: str) -> dict:
+    models = index.get("models", {})
+    if name not in models:
+        close = difflib.get_close_matches(name, list(models), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "."
+        raise ModelNotFoundError(f"no model {name!r} in the zoo{hint} (`zoo list` shows all {len(models)} "
+                                 "models)")
+    return models[name]
+
+
+def resolve_variant(entry: dict, variant: str | None = None) -> tuple[str, dict]:
+    """``(variant name, variant record)``; ``None`` means the entry's ``default_variant``."""
+    variants = entry.get("variants", {})
+    vname = variant if variant is not None else entry.get("default_variant") or next(iter(variants), None)
+    if vname not in variants:
+        close = difflib.get_close_matches(str(vname), list(variants), n=3, cutoff=0.5)
+        hint = f" did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise VariantNotFoundError(f"model {entry.get('name')!r} has no variant {vname!r};{hint} it has: "
+                                   f"{', '.join(sorted(variants)) or 'none'}")
+    return vname, variants[vname]
+
+
+def best_result(entry: dict) -> tuple[str, int, float] | None:
+    """``(variant, T, accuracy)`` of the most accurate SNN result of ``entry`` (smallest T on ties)."""
+    best = None
+    for vname, var in sorted(entry.get("variants", {}).items()):
+        for t, acc in (var.get("accuracy") or {}).items():
+            if acc is None:
+                continue
+            key = (acc, -int(t))
+            if best is None or key > best[0]:
+                best = (key, (vname, int(t), float(acc)))
+    return None if best is None else best[1]
+
+
+def list_models(index: dict | None = None) -> list[dict]:
+    """One summary row per model, sorted by name: name, family, arch, dataset, ann_accuracy,
+    default_variant, variants, best_variant, best_accuracy, best_timesteps, energy_ratio (of the best
+    variant), size (bytes of the default variant's file), description."""
+    index = _index(index)
+    rows = []
+    for name, e in sorted(index["models"].items()):
+        best = best_result(e)
+        bvar = e["variants"][best[0]] if best else {}
+        rows.append({
+            "name": name, "family": e.get("family"), "arch": e.get("arch"), "dataset": e.get("dataset"),
+            "ann_accuracy": e.get("ann_accuracy"), "default_variant": e.get("default_variant"),
+            "variants": sorted(e["variants"]), "best_variant": best[0] if best else None,
+            "best_accuracy": best[2] if best else None, "best_timesteps": best[1] if best else None,
+            "energy_ratio": bvar.get("energy_ratio"),
+            "size": e["variants"].get(e.get("default_variant"), {}).get("size"),
+            "description": e.get("description", ""),
+        })
+    return rows
+
+
+def info(name: str, index: dict | None = None) -> dict:
+    """The index entry of model ``name`` (a copy). Unknown names raise :class:`ModelNotFoundError`."""
+    return copy.deepcopy(_entry(_index(index), name))
+
+
+# ----------------------------------------------------------------------------------------------- remote
+def remote_url(index: dict | None = None) -> str:
+    """The base URL model files are fetched from.
+
+    ``$ZOO_REMOTE``, else ``index["remote"]``, else the default: the local checkout's ``models/zoo/``
+    directory as a ``file://`` URL (only when that directory exists, i.e. running from a source checkout).
+    """
+    env = os.environ.get(ENV_REMOTE)
+    if env:
+        return env
+    if index and index.get("remote"):
+        return str(index["remote"])
+    d = _repo_zoo_dir()
+    if d.is_dir():
+        return d.as_uri()
+    reason = (f"no remote configured and no {d} checkout directory: set {ENV_REMOTE} to an http(s)://, "
+              "file:// or dvc:// URL or to a directory holding the zoo's index.json and files")
+    raise RemoteError("", reason, reason)
+
+
+def _local_path(url: str) -> Path:
+    if _scheme(url) == "file":
+        parts = urllib.parse.urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            raise RemoteError(url, f"file:// URLs must be local (host {parts.netloc!r})")
+        return Path(urllib.request.url2pathname(parts.path))
+    return Path(url).expanduser()
+
+
+def _join(base: str, name: str) -> str:
+    scheme = _scheme(base)
+    if scheme == "":
+        return str(_local_path(base) / name)
+    if scheme == "dvc":
+        repo, _, query = base[len("dvc://"):].partition("?")
+        return f"dvc://{repo.rstrip('/')}/{name}" + (f"?{query}" if query else "")
+    return base.rstrip("/") + "/" + urllib.parse.quote(name)
+
+
+def _copy(src: BinaryIO, dst: BinaryIO, url: str, *, total: int | None, limit: int | None,
+          desc: str, progress: bool | None) -> tuple[int, str]:
+    """Stream ``src`` into ``dst``; returns (bytes, sha256). Stops once more than ``limit`` bytes arrived."""
+    from tqdm import tqdm
+
+    h = hashlib.sha256()
+    n = 0
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False,
+              disable=None if progress is None else not progress) as bar:
+        while True:
+            try:
+                block = src.read(CHUNK)
+            except (OSError, http.client.HTTPException) as err:
+                raise RemoteError(url, f"transfer failed after {n} bytes ({type(err).__name__}: {err})") from err
+            if not block:
+                break
+            n += len(block)
+            h.update(block)
+            dst.write(block)
+            bar.update(len(block))
+            if limit is not None and n > limit:  # more than the index promises: stop, the caller reports it
+                return n, h.hexdigest()
+    if total is not None and n < total:
+        raise RemoteError(url, f"transfer truncated: received {n} of {total} bytes")
+    return n, h.hexdigest()
+
+
+def _stream(base: str, name: str, dst: BinaryIO, *, limit: int | None, progress: bool | None = False,
+            timeout: float = TIMEOUT_S) -> tuple[int, str]:
+    """Fetch ``<base>/<name>`` into ``dst``; returns (bytes, sha256). Failures raise :class:`RemoteError`."""
+    url = _join(base, name)
+    scheme = _scheme(base)
+    if scheme in ("http", "https"):
+        req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+        try:
+            resp = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 (scheme checked above)
+        except urllib.error.HTTPError as err:
+            raise RemoteError(url, f"HTTP {err.code} {err.reason}") from err
+        except urllib.error.URLError as err:
+            raise RemoteError(url, str(getattr(err.reason, "strerror", None) or err.reason)) from err
+        except (OSError, http.client.HTTPException) as err:
+            raise RemoteError(url, f"{type(err).__name__}: {err}") from err
+        with resp:
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            return _copy(resp, dst, url, total=total, limit=limit, desc=name, progress=progress)
+    if scheme in ("", "file"):
+        p = _local_path(base) / name
+        try:
+            f = open(p, "rb")  # noqa: SIM115
+        except OSError as err:
+            raise RemoteError(str(p), err.strerror or str(err)) from err
+        with f:
+            return _copy(f, dst, str(p), total=os.fstat(f.fileno()).st_size, limit=limit, desc=name,
+                         progress=progress)
+    if scheme == "dvc":
+        return _stream_dvc(base, name, dst, limit=limit, progress=progress)
+    raise RemoteError(base, f"unsupported remote scheme {scheme!r}; use http(s)://, file://, a path or dvc://")
+
+
+def _stream_dvc(base: str, name: str, dst: BinaryIO, *, limit: int | None, progress: bool | None) -> tuple[int, str]:
+    """``dvc://<repo>[?rev=<rev>&dir=<dir>&remote=<remote>]``: read ``<dir>/<name>`` through ``dvc.api.open``."""
+    url = _join(base, name)
+    repo, _, query = base[len("dvc://"):].partition("?")
+    q = {k: v[-1] for k, v in urllib.parse.parse_qs(query).items()}
+    path = f"{q.get('dir', 'models/zoo').strip('/')}/{name}"
+    kwargs = {"repo": repo or None, "rev": q.get("rev"), "remote": q.get("remote")}
+    try:
+        import dvc.api
+    except ImportError as err:
+        raise RemoteError(url, "dvc:// remotes need the 'dvc' package (pip install dvc)") from err
+    try:
+        with dvc.api.open(path, mode="rb", **kwargs) as f:
+            return _copy(f, dst, url, total=None, limit=limit, desc=name, progress=progress)
+    except HubError:
+        raise
+    except Exception as err:  # noqa: BLE001  (dvc raises many kinds: missing file, remote, git, auth)
+        try:
+            where = dvc.api.get_url(path, **kwargs)
+        except Exception:  # noqa: BLE001
+            where = None
+        reason = f"{type(err).__name__}: {err}" + (f" (storage URL {where})" if where else "")
+        raise RemoteError(url, reason) from err
+
+
+def _fetch_bytes(base: str, name: str, limit: int = MAX_INDEX_BYTES) -> bytes:
+    buf = io.BytesIO()
+    n, _ = _stream(base, name, buf, limit=limit, progress=False)
+    if n > limit:
+        raise RemoteError(_join(base, name), f"larger than {limit} bytes")
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------- pull
+def cached_path(name: str, variant: str | None = None, index: dict | None = None) -> Path:
+    """Where the file of (``name``, ``variant``) is (or would be) cached; no download, no verification."""
+    _, var = resolve_variant(_entry(_index(index), name), variant)
+    return cache_dir() / check_file_name(var.get("file"), f"models[{name!r}].file")
+
+
+def pull(name: str, variant: str | None = None, *, force: bool = False, index: dict | None = None,
+         progress: bool | None = None, timeout: float = TIMEOUT_S) -> Path:
+    """Return the verified local path of the file of (``name``, ``variant``), downloading it if needed.
+
+    ``variant=None`` is the model's default variant. A cached file is used when its size and sha256 match the
+    index (no network); a corrupted one is deleted and downloaded again. ``force=True`` always downloads (the
+    cached file is replaced only once the new one is verified). Downloads stream into a temporary file in the
+    cache directory with a progress bar (``progress=None``: only on a terminal) and are renamed into place only
+    after their size and sha256 match, so the cache never holds an unverified file.
+
+    Raises :class:`ModelNotFoundError`, :class:`VariantNotFoundError`, :class:`UnsafeFileError`,
+    :class:`RemoteError` (unreachable remote, HTTP error, truncated transfer) or :class:`ChecksumError`.
+    """
+    index = _index(index)
+    entry = _entry(index, name)
+    vname, var = resolve_variant(entry, variant)
+    where = f"models[{name!r}].variants[{vname!r}]"
+    _validate_variant(var, where)  # also refuses anything but a plain .safetensors name
+    file, size, sha = var["file"], var["size"], var["sha256"]
+    dest = cache_dir() / file
+    if dest.exists() and not force:
+        actual_size = dest.stat().st_size
+        actual = sha256_file(dest) if actual_size == size else None
+        if actual == sha:
+            log.debug("cache hit: %s", dest)
+            return dest
+        log.warning("cached %s is corrupted (sha256 %s, size %d; expected sha256 %s, size %d): downloading it "
+                    "again", dest, actual or "not computed", actual_size, sha, size)
+        dest.unlink(missing_ok=True)
+    base = remote_url(index)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out:
+            n, actual = _stream(base, file, out, limit=size, progress=progress, timeout=timeout)
+            out.flush()
+            os.fsync(out.fileno())
+        if n != size or actual != sha:
+            raise ChecksumError(file, sha, actual + (" (of the first bytes only)" if n > size else ""),
+                                size, n, source=_join(base, file))
+        tmp.chmod(0o644)
+    return dest
+
+
+def load(name: str, variant: str | None = None):
+    """Pull (download or take from the cache, verified) and load a published spiking model.
+
+    Returns the ``nn.Module`` built by :func:`zoo.serialization.load_snn`, with ``.zoo_card`` (the index entry,
+    see :func:`info`) and ``.zoo_variant`` attached.
+    """
+    index = read_index()
+    vname, _ = resolve_variant(_entry(index, name), variant)
+    path = pull(name, vname, index=index)
+    from zoo.serialization import load_snn
+
+    snn = load_snn(path)
+    try:
+        snn.zoo_card = info(name, index)
+        snn.zoo_variant = vname
+    except (AttributeError, TypeError):  # a module that refuses new attributes still loads
+        pass
+    return snn

@@ -1,0 +1,328 @@
+"""The logic of the DVC stages (dvc.yaml); ``pipeline/<stage>.py`` only calls :func:`main`.
+
+Layout of what the stages write (DVC outputs):
+
+    data/prepared/<dataset>/                      prepare@<dataset>
+    models/build/<model>/train/                   train@<model>: model.safetensors, meta.json, checkpoints/
+    models/build/<model>/onnx/                    export@<model>: model.onnx, parity.json
+    models/build/<model>/calibration.safetensors  calibrate@<model>
+    models/snn/<zoo>/<model>/<variant>.*          convert-<zoo>@<model>-<variant>: .safetensors + .json
+    models/eval/<zoo>/<model>/<variant>.*         evaluate-<zoo>@<model>-<variant>: .json, .csv, -plots/
+    <zoos.<zoo>.dir>/                             publish@<zoo>: index.json, checkpoints, model cards
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from zoo.config import ConfigError, Params, load_params
+from zoo.utils import atomic_path, sha256_file, write_json
+
+log = logging.getLogger("zoo.stages")
+
+DATA = Path("data/prepared")
+BUILD = Path("models/build")
+
+
+# ------------------------------------------------------------------------------------------------ paths
+def data_dir(dataset: str) -> Path:
+    return DATA / dataset
+
+
+def train_dir(model: str) -> Path:
+    return BUILD / model / "train"
+
+
+def onnx_dir(model: str) -> Path:
+    return BUILD / model / "onnx"
+
+
+def calib_file(model: str) -> Path:
+    return BUILD / model / "calibration.safetensors"
+
+
+def snn_file(zoo: str, model: str, variant: str) -> Path:
+    return Path("models/snn") / zoo / model / f"{variant}.safetensors"
+
+
+def eval_dir(zoo: str, model: str) -> Path:
+    return Path("models/eval") / zoo / model
+
+
+def _meta(model: str) -> dict[str, Any]:
+    path = train_dir(model) / "meta.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: run `dvc repro train@{model}` first")
+    return json.loads(path.read_text())
+
+
+def _tracking_uri(p: Params) -> str:
+    from zoo.tracking import resolve_uri
+
+    return resolve_uri(p.tracking.uri)
+
+
+# ----------------------------------------------------------------------------------------------- stages
+def prepare(p: Params, dataset: str) -> None:
+    from zoo.data import prepare as prepare_data
+
+    cfg = p.datasets[dataset]
+    fp = prepare_data(cfg.source, data_dir(dataset), root=p.data.root, download=p.data.download,
+                      calib_size=cfg.calib_size, seed=cfg.seed, image_size=cfg.image_size)
+    log.info("prepared %s: %s", dataset, {k: fp.get(k) for k in ("counts", "input_shape") if k in fp})
+
+
+def train(p: Params, model: str) -> None:
+    from zoo.training import train as train_model
+
+    m = p.models[model]
+    t = m.train
+    meta = train_model(m.arch, m.arch_kwargs, data_dir(m.dataset), train_dir(model), epochs=t.epochs,
+                       batch_size=t.batch_size, lr=t.lr, optimizer=t.optimizer, weight_decay=t.weight_decay,
+                       label_smoothing=t.label_smoothing, seed=t.seed, augment=t.augment,
+                       val_fraction=t.val_fraction, accelerator=t.accelerator, devices=t.devices,
+                       strategy=t.strategy, num_workers=t.num_workers, tracking_uri=_tracking_uri(p),
+                       experiment=f"{p.tracking.experiment}-train", run_name=model)
+    write_json(BUILD / model / "train.json", {"test_accuracy": meta["test_accuracy"], "epochs": meta.get("epochs")})
+
+
+def export(p: Params, model: str) -> None:
+    import torch
+
+    from zoo.data import PreparedData
+    from zoo.export import check_parity, export_onnx
+    from zoo.training import load_trained
+
+    m = p.models[model]
+    ann = load_trained(train_dir(model))
+    test = PreparedData(data_dir(m.dataset)).test
+    x = torch.stack([test[i][0] for i in range(min(64, len(test)))])
+    out = onnx_dir(model)
+    out.mkdir(parents=True, exist_ok=True)
+    export_onnx(ann, x[:2], out / "model.onnx")
+    report = check_parity(ann, out / "model.onnx", x)
+    write_json(out / "parity.json", report)
+    if not report["passed"]:
+        raise SystemExit(f"ONNX parity check failed for {model}: max |logit difference| "
+                         f"{report['max_abs_diff']:.3g} (see {out / 'parity.json'})")
+
+
+def calibrate(p: Params, model: str) -> None:
+    from torch.utils.data import DataLoader
+
+    from zoo.conversion.calibration import calibrate as run_calibration
+    from zoo.conversion.graph import canonicalize
+    from zoo.data import PreparedData
+    from zoo.training import load_trained
+
+    m = p.models[model]
+    ann = load_trained(train_dir(model))
+    data = PreparedData(data_dir(m.dataset))
+    stats = run_calibration(canonicalize(ann), DataLoader(data.calibration, batch_size=256))
+    stats.save(calib_file(model))
+
+
+def convert(p: Params, model: str, variant: str) -> None:
+    import torch
+
+    from zoo.conversion.calibration import ActivationStats
+    from zoo.conversion.converter import convert as convert_model
+    from zoo.data import PreparedData
+    from zoo.serialization import save_snn
+    from zoo.training import load_trained
+
+    m = p.models[model]
+    zoo = p.zoo_of(model)
+    meta = _meta(model)
+    ann = load_trained(train_dir(model))
+    data = PreparedData(data_dir(m.dataset))
+    recipe = p.recipe(variant)
+    calib = torch.stack([data.calibration[i][0] for i in range(min(256, len(data.calibration)))])
+    config = {"arch": meta["arch"], "arch_kwargs": meta["arch_kwargs"], "model": model, "dataset": m.dataset,
+              "classes": data.classes, "preprocess": {"mean": data.mean, "std": data.std},
+              "ann_sha256": meta.get("model_sha256")}
+    snn = convert_model(ann, calib, recipe, stats=ActivationStats.load(calib_file(model)), config=config,
+                        progress=False)
+    dtype = getattr(torch, p.zoos[zoo].dtype)
+    out = snn_file(zoo, model, variant)
+    save_snn(snn, out, dtype=dtype)
+    thresholds = {n: float(m_.threshold.max()) for n, m_ in snn.neurons().items()}
+    write_json(out.with_suffix(".json"), {**snn.config, "dtype": str(dtype).replace("torch.", ""),
+                                          "max_threshold_per_layer": thresholds,
+                                          "checkpoint_sha256": sha256_file(out)})
+
+
+def evaluate(p: Params, model: str, variant: str) -> None:
+    import torch
+    from torch.utils.data import Subset
+
+    from zoo.data import PreparedData
+    from zoo.evaluation import evaluate_snn
+    from zoo.serialization import load_snn
+    from zoo.simulation import plot_accuracy, plot_correlation, simulate
+    from zoo.training import load_trained
+
+    m, ev = p.models[model], p.evaluation
+    zoo = p.zoo_of(model)
+    ckpt = snn_file(zoo, model, variant)
+    snn = load_snn(ckpt)
+    ann = load_trained(train_dir(model))
+    test = PreparedData(data_dir(m.dataset)).test
+    if ev.test_images is not None and ev.test_images < len(test):
+        test = Subset(test, range(ev.test_images))
+    t0 = time.time()
+    result = evaluate_snn(snn, test, ev.timesteps, batch_size=ev.batch_size, chunk=ev.chunk, ann=ann,
+                          accelerator=ev.accelerator, devices=ev.devices, strategy=ev.strategy)
+    seconds = time.time() - t0
+    out = eval_dir(zoo, model)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "model": model, "variant": variant, "images": result.images, "ann_accuracy": result.ann_accuracy,
+        "accuracy": {str(t): a for t, a in result.accuracy.items()},
+        "energy_ratio": {str(t): e for t, e in result.energy_ratio.items()},
+        "spikes_per_image": {str(t): s for t, s in result.spikes_per_image.items()},
+        "synops_per_image": {str(t): s for t, s in result.synops_per_image.items()},
+        "ann_macs_per_image": result.ann_macs_per_image, "energy_constants_pJ": result.constants,
+        "layer_rates": result.layer_rates, "seconds": round(seconds, 2), "devices": ev.devices,
+    }
+    write_json(out / f"{variant}.json", metrics)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["T", "accuracy", "spikes_per_image", "synops_per_image", "energy_ratio"])
+    for t in result.timesteps:
+        w.writerow([t, f"{result.accuracy[t]:.6f}", f"{result.spikes_per_image[t]:.2f}",
+                    f"{result.synops_per_image[t]:.2f}", f"{result.energy_ratio[t]:.6f}"])
+    with atomic_path(out / f"{variant}.csv") as tmp:
+        tmp.write_text(buf.getvalue())
+    artifacts = [out / f"{variant}.json", out / f"{variant}.csv"]
+    plots = out / f"{variant}-plots"
+    plots.mkdir(exist_ok=True)
+    artifacts.append(plot_accuracy({variant: result}, plots / f"{variant}-accuracy.png", result.ann_accuracy,
+                                   title=f"{model} / {variant}"))
+    if ev.diagnostics:  # per-layer SNN rate vs ANN activation, on the first batch
+        diag = simulate(snn, test, [max(ev.timesteps)], batch_size=min(ev.batch_size, 64), max_batches=1,
+                        diagnostics=True, chunk=ev.chunk, progress=False, count_ops=False)
+        write_json(plots / f"{variant}-correlation.json", diag.correlation)
+        artifacts += [plots / f"{variant}-correlation.json",
+                      plot_correlation(diag, plots / f"{variant}-correlation.png")]
+    from zoo.tracking import log_variant
+
+    recipe = json.loads(ckpt.with_suffix(".json").read_text())["recipe"]
+    meta = _meta(model)
+    log_variant(_tracking_uri(p), p.tracking.experiment, model=model, variant=variant,
+                ann_sha256=meta.get("model_sha256", "unknown"), recipe=recipe, result=metrics,
+                artifacts=artifacts, checkpoint=ckpt,
+                tags={"dvc_stage": f"evaluate-{zoo}@{model}-{variant}", "snn_sha256": sha256_file(ckpt),
+                      "arch": m.arch, "dataset": m.dataset},
+                parent_tags={"arch": m.arch, "dataset": m.dataset, "zoo": zoo})
+    log.info("%s/%s: %s", model, variant, {t: round(a, 4) for t, a in result.accuracy.items()})
+
+
+def publish(p: Params, zoo: str) -> None:
+    from zoo import cards, hub
+    from zoo.tracking import best_variant, register_champion
+
+    z = p.zoos[zoo]
+    out = Path(z.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    uri = _tracking_uri(p)
+    index: dict[str, Any] = {"schema": 1, "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                             "models": {}}
+    if z.remote:
+        index["remote"] = z.remote
+    keep = set()
+    for model in z.models:
+        m = p.models[model]
+        meta = _meta(model)
+        entry: dict[str, Any] = {
+            "name": model, "family": m.family, "arch": m.arch, "arch_kwargs": meta["arch_kwargs"],
+            "dataset": m.dataset, "input_shape": meta.get("input_shape"), "ann_accuracy": meta["test_accuracy"],
+            "description": m.description, "git_commit": _git_commit(), "params": m.model_dump(),
+            "variants": {},
+        }
+        best = None
+        for variant in p.variants:
+            ev = json.loads((eval_dir(zoo, model) / f"{variant}.json").read_text())
+            src = snn_file(zoo, model, variant)
+            name = f"{model}.{variant}.safetensors"
+            shutil.copyfile(src, out / name)
+            keep.add(name)
+            recipe = json.loads(src.with_suffix(".json").read_text())["recipe"]
+            entry["variants"][variant] = {
+                "accuracy": ev["accuracy"], "energy_ratio": ev["energy_ratio"][max(ev["energy_ratio"], key=int)],
+                "energy_ratio_per_T": ev["energy_ratio"],
+                "spikes_per_image": ev["spikes_per_image"][max(ev["spikes_per_image"], key=int)],
+                "synops_per_image": ev["synops_per_image"][max(ev["synops_per_image"], key=int)],
+                "timesteps_evaluated": ev["images"], "recipe": recipe, "file": name,
+                "size": (out / name).stat().st_size, "sha256": sha256_file(out / name)}
+            T = str(p.tracking.champion_at_T)
+            acc = ev["accuracy"].get(T, 0.0)
+            if best is None or acc > best[1]:
+                best = (variant, acc)
+        entry["default_variant"] = best[0]
+        if p.publish.registry:
+            run = best_variant(uri, p.tracking.experiment, model, p.tracking.champion_at_T)
+            if run is not None:
+                version = register_champion(uri, run.info.run_id, f"snn-zoo-{model}")
+                entry["mlflow"] = {"registered_model": f"snn-zoo-{model}", "version": version, "alias": "champion",
+                                   "variant": run.data.tags.get("zoo_variant")}
+        index["models"][model] = entry
+    for stale in out.glob("*.safetensors"):
+        if stale.name not in keep:
+            stale.unlink()
+    hub.write_index(index, out / "index.json")
+    cards.render_all(index, out)
+    log.info("published %d models to %s", len(index["models"]), out)
+
+
+def _git_commit() -> str:
+    from zoo.tracking import git_commit
+
+    return git_commit()
+
+
+STAGES = {"prepare": (prepare, 1), "train": (train, 1), "export": (export, 1), "calibrate": (calibrate, 1),
+          "convert": (convert, 2), "evaluate": (evaluate, 2), "publish": (publish, 1)}
+
+
+def main(stage: str, argv: list[str] | None = None) -> int:
+    """Entry point of ``pipeline/<stage>.py``: validate params.yaml, then run the stage."""
+    fn, nargs = STAGES[stage]
+    ap = argparse.ArgumentParser(prog=f"pipeline/{stage}.py", description=(fn.__doc__ or "").strip() or None)
+    names = ["dataset"] if stage == "prepare" else ["zoo"] if stage == "publish" else ["model", "variant"][:nargs]
+    for n in names:
+        ap.add_argument(n)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    threads = os.environ.get("ZOO_NUM_THREADS")
+    if threads:  # tiny models on shared cores run far faster single-threaded
+        import torch
+
+        torch.set_num_threads(int(threads))
+    try:
+        p = load_params(args.params)
+        section = {"dataset": p.datasets, "model": p.models, "variant": p.variants, "zoo": p.zoos}
+        for n in names:
+            value = getattr(args, n)
+            if value not in section[n]:
+                raise ConfigError(f"unknown {n} {value!r}; params.yaml declares: {', '.join(section[n])}")
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    fn(p, *[getattr(args, n) for n in names])
+    log.info("%s %s done in %.1fs", stage, " ".join(getattr(args, n) for n in names), time.time() - t0)
+    return 0
+
+
+__all__ = ["main", "STAGES", "train_dir", "snn_file", "eval_dir", "data_dir"]
