@@ -20,11 +20,11 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)  ## create .venv and install snn-zoo with its pinned dependencies
 
 demo: $(STAMP)  ## rebuild the embedded default zoo (scikit-learn digits, offline) with `dvc repro`
-	$(BIN)/zoo demo
+	ZOO_NUM_THREADS=$${ZOO_NUM_THREADS:-1} $(BIN)/zoo demo
 
 zoo: $(STAMP)  ## rebuild the full zoo (MNIST, CIFAR-10) from the data root $$ZOO_DATA_DIR
-	$(BIN)/zoo check-data --full
-	PATH=$(abspath $(BIN)):$$PATH ZOO_PROFILE=full $(BIN)/dvc repro
+	$(BIN)/zoo check-data --zoo full
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro publish@full
 
 test: $(STAMP)  ## run the whole test suite
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q

@@ -242,3 +242,36 @@ def render_all(index: dict, out_dir: str | Path, *, plot: bool = True) -> list[P
         tmp.write_text(text, encoding="utf-8")
         tmp.chmod(0o644)
     return paths + [readme]
+
+
+def render_variant_table(index: dict, timesteps: tuple[int, ...] = (4, 16, 64, 256)) -> str:
+    """Markdown table: one row per model and variant, SNN accuracy at a few T, the ANN's, energy ratio."""
+    header = ["Model", "Variant", "ANN acc."] + [f"T={t}" for t in timesteps] + ["Energy ratio (T max)"]
+    rows = []
+    for name, e in sorted(index.get("models", {}).items()):
+        for v, var in e.get("variants", {}).items():
+            acc = var.get("accuracy", {})
+            rows.append([f"`{name}`", f"`{v}`", _pct(e.get("ann_accuracy"))]
+                        + [_pct(acc.get(str(t))) for t in timesteps] + [_num(var.get("energy_ratio"))])
+    return "\n".join(_table(header, rows, ["---", "---"] + ["--:"] * (len(header) - 2))) + "\n"
+
+
+def readme_block(index: dict, link_dir: str) -> str:
+    return (render_zoo_table(index, link_dir=link_dir) + "\n" + render_variant_table(index))
+
+
+def sync_readme(readme: str | Path, index: dict, marker: str, link_dir: str) -> bool:
+    """Replace the block between ``<!-- marker -->`` and ``<!-- /marker -->`` in ``readme`` with the tables
+    rendered from ``index``. Returns whether the file changed."""
+    readme = Path(readme)
+    text = readme.read_text()
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    if start not in text:
+        raise ValueError(f"{readme} has no '{start}' marker")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1] if end in rest else rest
+    new = f"{head}{start}\n{readme_block(index, link_dir)}{end}{tail}"
+    if new != text:
+        with atomic_path(readme) as tmp:
+            tmp.write_text(new)
+    return new != text

@@ -259,19 +259,11 @@ def _channel_stats(images: Tensor, scale: float, chunk: int = 4096) -> tuple[lis
     return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
 
 
-def _public_file(path: Path) -> None:
-    """Temporary files are created 0600; give final outputs the usual permissions (0666 & ~umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-
-
 def _save_split(path: Path, tensors: dict[str, Tensor], meta: dict[str, str]) -> str:
     # safetensors writes a multi-key metadata map in hash order (different bytes run to run): keep one key
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
                   metadata={"zoo": json.dumps(meta, sort_keys=True)})
-    _public_file(path)
     return sha256_file(path)
 
 
@@ -344,7 +336,6 @@ def prepare(source: str, out_dir: str | Path, root: str | Path | None = None, do
         {"source_listing": listing_sha, "files": {k: v["sha256"] for k, v in splits_info.items()},
          "normalization": fp["normalization"], "classes": classes}, sort_keys=True).encode()).hexdigest()
     write_json(out_dir / FINGERPRINT, fp)
-    _public_file(out_dir / FINGERPRINT)
     return fp
 
 

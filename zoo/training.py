@@ -231,13 +231,6 @@ def _json_norm(obj: Any) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
-def _public_file(path: Path) -> None:
-    """Temporary files are created 0600; give final outputs the usual permissions (0666 & ~umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-
-
 def _resume_decision(ckpt: Path, hparams: dict[str, Any], epochs: int) -> tuple[int, str]:
     """(epochs done in ``ckpt`` if training can resume from it else 0, the reason)."""
     if not ckpt.is_file():
@@ -275,10 +268,8 @@ def write_trained(out_dir: str | Path, model: nn.Module, meta: dict[str, Any]) -
     with atomic_path(out_dir / MODEL_FILE) as tmp:
         # one metadata key only: safetensors writes several in hash order, so the bytes would vary run to run
         save_file(state, str(tmp), metadata={"format": "pt"})
-    _public_file(out_dir / MODEL_FILE)
     meta = dict(meta, model_file=MODEL_FILE, model_sha256=sha256_file(out_dir / MODEL_FILE))
     write_json(out_dir / META_FILE, meta)
-    _public_file(out_dir / META_FILE)
     return meta
 
 

@@ -64,10 +64,14 @@ def convert_cmd(
     from zoo.data import PreparedData, prepare
     from zoo.serialization import save_snn
 
+    import yaml
+
     overrides = {}
-    for s in set_:
-        k, _, v = s.partition("=")
-        overrides[k] = json.loads(v) if v[:1] in "[{0123456789-tf" and v not in ("foo",) else v
+    for item in set_:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set {item!r}: use FIELD=VALUE, e.g. --set percentile=99.99")
+        overrides[k.strip()] = yaml.safe_load(v)  # numbers, booleans and lists parse; text stays text
     if Path(model).is_dir():
         from zoo.training import load_trained
 

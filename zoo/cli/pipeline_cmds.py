@@ -102,3 +102,18 @@ def best(model: str = typer.Argument(..., help="a model name from params.yaml"),
     for r in runs:
         typer.echo(f"{r.data.tags.get('zoo_variant', '?'):<18} {r.data.metrics[key]:>8.4f} "
                    f"{r.data.metrics.get('energy_ratio_Tmax', float('nan')):>13.3f}")
+
+
+@app.command("sync-readme")
+def sync_readme_cmd(zoo: str = typer.Option("demo", help="the zoo whose table goes into README.md"),
+                    params: str = typer.Option("params.yaml"), readme: Path = typer.Option(Path("README.md"))) -> None:
+    """Rewrite README.md's zoo table from the published index (never typed by hand)."""
+    import json
+
+    from zoo.cards import sync_readme
+
+    p = _params(params)
+    zdir = Path(p.zoos[zoo].dir)
+    index = json.loads((zdir / "index.json").read_text())
+    changed = sync_readme(readme, index, f"{zoo}-zoo-table", link_dir=str(zdir))
+    typer.echo(f"{readme}: {'updated' if changed else 'already up to date'} from {zdir / 'index.json'}")

@@ -1,0 +1,23 @@
+"""SNN evaluation under Lightning: DDP over 2 CPU processes gives exactly the one-process result."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import zoo
+from zoo.evaluation import evaluate_snn
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one_process(digits_cnn, digits):
+    xtr, _, xte, yte = digits
+    snn = zoo.convert(digits_cnn, xtr[:256], "rueckauer2017", progress=False)
+    ds = torch.utils.data.TensorDataset(xte[:101], yte[:101])  # odd count: shards of 51 and 50, no padding
+    one = evaluate_snn(snn, ds, [4, 32], batch_size=32, progress=False)
+    two = evaluate_snn(snn, ds, [4, 32], batch_size=32, devices=2, progress=False)
+    ref = zoo.simulate(snn, ds, [4, 32], batch_size=32, progress=False)
+    assert one.images == two.images == ref.images == 101
+    assert one.accuracy == two.accuracy == ref.accuracy
+    assert two.spikes_per_image == pytest.approx(ref.spikes_per_image)
+    assert two.synops_per_image == pytest.approx(ref.synops_per_image)
+    assert two.ann_macs_per_image == ref.ann_macs_per_image

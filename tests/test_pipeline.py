@@ -1,0 +1,183 @@
+"""The DVC pipeline end to end on the embedded demo, in a temporary copy of the project.
+
+The copy trains shorter and evaluates fewer images/timesteps than `make demo` so the suite stays fast; the
+stages, files and tracking are the same.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+
+def run(cmd: list[str], cwd: Path, env: dict, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A git + DVC copy of the project that has run `dvc repro publish@demo` once."""
+    base = tmp_path_factory.mktemp("pipeline")
+    repo = base / "repo"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if f.startswith(("models/", "bench/")) or f == "dvc.lock":
+            continue
+        src = ROOT / f
+        if src.is_file():
+            (repo / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, repo / f)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for m in params["zoos"]["demo"]["models"]:
+        params["models"][m]["train"]["epochs"] = 8
+    params["evaluation"].update(timesteps=[1, 4, 16, 64], test_images=96, diagnostics=True)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", ZOO_NUM_THREADS="1",
+               MLFLOW_TRACKING_URI=f"sqlite:///{base / 'mlflow.db'}", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t", DVC_NO_ANALYTICS="1")
+    env.pop("ZOO_INDEX", None)
+    run(["git", "init", "-q"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "project"], repo, env)
+    t0 = time.time()
+    out = run(["dvc", "repro", "publish@demo"], repo, env, timeout=1500)
+    return {"repo": repo, "env": env, "base": base, "seconds": time.time() - t0, "log": out.stdout}
+
+
+def test_demo_runs_all_seven_stages(project):
+    repo, log = project["repo"], project["log"]
+    for stage in ["prepare@digits", "train@vgg-mini-digits", "export@resnet-mini-digits", "calibrate@vgg-mini-digits",
+                  "convert-demo@resnet-mini-digits-hu2018", "evaluate-demo@vgg-mini-digits-cao2015", "publish@demo"]:
+        assert f"Running stage '{stage}'" in log
+    index = json.loads((repo / "models/demo/index.json").read_text())
+    assert set(index["models"]) == {"vgg-mini-digits", "resnet-mini-digits"}
+    for name, entry in index["models"].items():
+        assert len(entry["variants"]) == 6 and entry["ann_accuracy"] > 0.9
+        for v in entry["variants"].values():
+            assert set(v["accuracy"]) == {"1", "4", "16", "64"}
+            assert (repo / "models/demo" / v["file"]).is_file()
+        assert (repo / "models/demo" / f"{name}.md").is_file() and (repo / "models/demo" / f"{name}.png").is_file()
+        best = max(entry["variants"].values(), key=lambda v: v["accuracy"]["64"])
+        assert best["accuracy"]["64"] > entry["ann_accuracy"] - 0.05
+        parity = json.loads((repo / f"models/build/{name}/onnx/parity.json").read_text())
+        assert parity["passed"] and parity["max_abs_diff"] < 1e-3
+    ev = json.loads((repo / "models/eval/demo/resnet-mini-digits/rueckauer2017.json").read_text())
+    assert ev["images"] == 96 and ev["energy_ratio"]["64"] > 0 and ev["synops_per_image"]["64"] > 0
+    assert (repo / "models/eval/demo/resnet-mini-digits/rueckauer2017-plots/rueckauer2017-correlation.png").is_file()
+
+
+def test_up_to_date_and_noop_repro_is_fast(project):
+    repo, env = project["repo"], project["env"]
+    status = run(["dvc", "status", "publish@demo"], repo, env)
+    assert "up to date" in status.stdout, status.stdout
+    t0 = time.time()
+    out = run(["dvc", "repro", "publish@demo"], repo, env)
+    assert time.time() - t0 < 60, "a no-op dvc repro should take seconds"
+    assert "Running stage" not in out.stdout
+
+
+def test_changing_one_variant_reruns_only_its_stages(project):
+    repo, env = project["repo"], project["env"]
+    path = repo / "params.yaml"
+    original = path.read_text()
+    params = yaml.safe_load(original)
+    params["variants"]["rueckauer2017"]["overrides"] = {"percentile": 99.99}
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        dry = run(["dvc", "repro", "--dry", "publish@demo"], repo, env)
+        stages = sorted(line.split("'")[1] for line in dry.stdout.splitlines() if line.startswith("Running stage"))
+    finally:
+        path.write_text(original)
+    assert stages == ["convert-demo@resnet-mini-digits-rueckauer2017", "convert-demo@vgg-mini-digits-rueckauer2017",
+                      "evaluate-demo@resnet-mini-digits-rueckauer2017", "evaluate-demo@vgg-mini-digits-rueckauer2017",
+                      "publish@demo"], stages
+
+
+def test_mlflow_has_a_child_run_per_variant_and_a_champion(project):
+    from mlflow.tracking import MlflowClient
+
+    uri = project["env"]["MLFLOW_TRACKING_URI"]
+    c = MlflowClient(tracking_uri=uri)
+    exp = c.get_experiment_by_name("snn-zoo")
+    parents = c.search_runs([exp.experiment_id], filter_string="tags.zoo_kind = 'model'")
+    assert {r.data.tags["zoo_model"] for r in parents} == {"vgg-mini-digits", "resnet-mini-digits"}
+    for parent in parents:
+        children = c.search_runs([exp.experiment_id],
+                                 filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+        assert sorted(r.data.tags["zoo_variant"] for r in children) == sorted(
+            ["cao2015", "diehl2015-model", "diehl2015-data", "rueckauer2017", "hu2018", "hunsberger2016"])
+        for r in children:
+            assert {"accuracy_T16", "accuracy_T64", "energy_ratio_Tmax", "ann_accuracy"} <= set(r.data.metrics)
+            history = c.get_metric_history(r.info.run_id, "snn_accuracy")
+            assert sorted(m.step for m in history) == [1, 4, 16, 64]
+            assert r.data.params["norm"] and len(r.data.tags["git_commit"]) >= 7 and r.data.tags["snn_sha256"]
+        model = parent.data.tags["zoo_model"]
+        mv = c.get_model_version_by_alias(f"snn-zoo-{model}", "champion")
+        assert mv.run_id in {r.info.run_id for r in children}
+
+
+def test_zoo_best_answers(project):
+    out = run([str(BIN / "zoo"), "best", "resnet-mini-digits", "--at-T", "16"], project["repo"], project["env"])
+    assert "best variant of resnet-mini-digits at T=16" in out.stdout and "norm=" in out.stdout
+    bad = run([str(BIN / "zoo"), "best", "nope", "--at-T", "16"], project["repo"], project["env"], check=False)
+    assert bad.returncode != 0 and "no evaluated variants" in bad.stderr
+
+
+def test_published_model_loads(project, monkeypatch):
+    import torch
+
+    import zoo
+    from zoo.data import PreparedData
+
+    demo = project["repo"] / "models/demo"
+    monkeypatch.setenv("ZOO_INDEX", str(demo / "index.json"))
+    monkeypatch.setenv("ZOO_REMOTE", demo.as_uri())
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(project["base"] / "cache"))
+    snn = zoo.load("resnet-mini-digits", "rueckauer2017")
+    test = PreparedData(project["repo"] / "data/prepared/digits").test
+    r = zoo.simulate(snn, torch.utils.data.Subset(test, range(96)), [64], progress=False)
+    index = json.loads((demo / "index.json").read_text())
+    assert r.accuracy[64] == pytest.approx(index["models"]["resnet-mini-digits"]["variants"]["rueckauer2017"]["accuracy"]["64"])
+
+
+def test_two_queued_experiments_share_one_mlflow_store(project):
+    repo, env = project["repo"], project["env"]
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    exp = c.get_experiment_by_name("snn-zoo")
+    before = len(c.search_runs([exp.experiment_id], filter_string="tags.zoo_variant = 'rueckauer2017'"))
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "demo built"], repo, env)
+    for p in ("99.5", "99.99"):
+        run(["dvc", "exp", "run", "--queue", "-n", f"p{p.replace('.', '-')}", "-S",
+             f"+variants.rueckauer2017.overrides.percentile={p}", "publish@demo"], repo, env)
+    run(["dvc", "queue", "start", "-j", "2"], repo, env)
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        status = run(["dvc", "queue", "status"], repo, env).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    run(["dvc", "queue", "stop"], repo, env, check=False)
+    assert "Failed" not in status, status + run(["dvc", "queue", "logs", "p99-5"], repo, env, check=False).stdout
+    assert status.count("Success") == 2, status
+    after = c.search_runs([exp.experiment_id], filter_string="tags.zoo_variant = 'rueckauer2017'")
+    assert len(after) == before + 4  # 2 experiments x 2 models, none lost
+    percentiles = {r.data.params.get("percentile") for r in after}
+    assert {"99.5", "99.99"} <= percentiles
