@@ -226,7 +226,7 @@ def check_parity(model: nn.Module, onnx_path: str | Path, inputs: Tensor, *, ato
     if info["dynamic_batch"] and info["example_batch"] is not None and x.shape[0] == info["example_batch"]:
         x = torch.cat([x, x[:1]])
     report: dict[str, Any] = {"batch": int(x.shape[0]), "opset": info["opset"], "exporter": info["exporter"],
-                              "atol": atol, "rtol": rtol, "path": str(onnx_path)}
+                              "atol": atol, "rtol": rtol}
     was_training = model.training
     model.eval()
     try:
@@ -253,8 +253,8 @@ def check_parity(model: nn.Module, onnx_path: str | Path, inputs: Tensor, *, ato
     return report
 
 
-def _parity_message(r: dict[str, Any], what: str = "ONNX model") -> str:
-    head = f"{what} {r.get('path', '')} does not match PyTorch (exporter {r.get('exporter')}, opset {r.get('opset')}"
+def _parity_message(r: dict[str, Any], path: str | Path, what: str = "ONNX model") -> str:
+    head = f"{what} {path} does not match PyTorch (exporter {r.get('exporter')}, opset {r.get('opset')}"
     head += f", batch {r.get('batch')}): "
     if r.get("error"):
         return head + f"onnxruntime failed: {r['error']}"
@@ -271,7 +271,7 @@ def assert_parity(model: nn.Module, onnx_path: str | Path, inputs: Tensor, *, at
     message) if it fails; returns the report otherwise."""
     report = check_parity(model, onnx_path, inputs, atol=atol, rtol=rtol)
     if not report["passed"]:
-        raise ParityError(_parity_message(report), report)
+        raise ParityError(_parity_message(report, onnx_path), report)
     return report
 
 
