@@ -50,6 +50,7 @@ def test_zoo_archs_match_the_registry():
     (lambda r: r["datasets"]["digits"].update(source="digitz"), ["datasets.digits.source", "'digitz'", "'digits'", "'mnist'"]),
     (lambda r: r["zoos"]["demo"]["models"].append("nope"), ["zoos.demo.models", "'nope'", "vgg-mini-digits"]),
     (lambda r: r["tracking"].update(uri="file:./mlruns"), ["tracking.uri", "sqlite"]),
+    (lambda r: r["tracking"].update(champion_at_T=48), ["tracking.champion_at_T", "48", "evaluation.timesteps"]),
 ])
 def test_invalid_params_fail_fast_and_explain(tmp_path, mutate, expected):
     path = _write(tmp_path, mutate)

@@ -46,6 +46,7 @@ def project(tmp_path_factory):
     for m in params["zoos"]["demo"]["models"]:
         params["models"][m]["train"]["epochs"] = 8
     params["evaluation"].update(timesteps=[1, 4, 16, 64], test_images=96, diagnostics=True)
+    params["tracking"]["champion_at_T"] = 16
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", ZOO_NUM_THREADS="1",
                MLFLOW_TRACKING_URI=f"sqlite:///{base / 'mlflow.db'}", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
@@ -83,7 +84,7 @@ def test_demo_runs_all_seven_stages(project):
 
 def test_up_to_date_and_noop_repro_is_fast(project):
     repo, env = project["repo"], project["env"]
-    status = run(["dvc", "status", "publish@demo"], repo, env)
+    status = run(["dvc", "status", "--with-deps", "publish@demo"], repo, env)
     assert "up to date" in status.stdout, status.stdout
     t0 = time.time()
     out = run(["dvc", "repro", "publish@demo"], repo, env)
@@ -103,7 +104,7 @@ def test_changing_one_variant_reruns_only_its_stages(project):
     params["variants"]["rueckauer2017"]["overrides"] = {"percentile": 99.99}
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        status = run(["dvc", "status", "publish@demo"], repo, env).stdout
+        status = run(["dvc", "status", "--with-deps", "publish@demo"], repo, env).stdout
         changed = sorted(line.rstrip(":") for line in status.splitlines() if line and not line.startswith((" ", "\t")))
         assert changed == ["convert-demo@resnet-mini-digits-rueckauer2017",
                            "convert-demo@vgg-mini-digits-rueckauer2017"], status

@@ -152,6 +152,9 @@ class Params(_Strict):
                 get_variant(v.base, **v.overrides)
             except VariantError as e:
                 errors.append(f"variants.{name}.overrides: {e}")
+        if self.tracking.champion_at_T not in self.evaluation.timesteps:
+            errors.append(f"tracking.champion_at_T: {self.tracking.champion_at_T} is not one of evaluation.timesteps "
+                          f"{self.evaluation.timesteps}")
         owner: dict[str, str] = {}
         for zname, z in self.zoos.items():
             for m in z.models:

@@ -30,6 +30,7 @@ class SpikingNetwork(nn.Module):
         self.readout = readout
         self.config: dict[str, Any] = dict(config or {})
         self._stateful: list[nn.Module] | None = None
+        self.step_offset = 0  # first step of the sub-chunk being computed (for measurement hooks)
 
     # ------------------------------------------------------------------------------------------ state
     def stateful_modules(self) -> list[nn.Module]:
@@ -45,13 +46,26 @@ class SpikingNetwork(nn.Module):
         for m in self.stateful_modules():
             m.reset_state()
 
+    #: most images (timesteps x batch) one call of the body processes; a chunk of T steps is split into
+    #: sub-chunks of ``max_images_per_call // B`` steps so activations stay in the CPU caches. None: no limit.
+    max_images_per_call: int | None = 128
+
     def forward(self, x: Tensor, steps: int = 1) -> Tensor:
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         B = x.shape[0]
-        for m in self.stateful_modules():
-            m.steps, m.batch = steps, B
-        return self.readout(self.body(self.encoder(x)))
+        limit = self.max_images_per_call
+        n = steps if not limit else max(1, min(steps, limit // B))
+        outs, done = [], 0
+        while done < steps:
+            k = min(n, steps - done)
+            self.step_offset = done
+            for m in self.stateful_modules():
+                m.steps, m.batch = k, B
+            outs.append(self.readout(self.body(self.encoder(x))))
+            done += k
+        self.step_offset = 0
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     @torch.no_grad()
     def run(self, x: Tensor, timesteps: int, chunk: int = 32) -> Tensor:

@@ -111,8 +111,8 @@ class BaseNode(nn.Module):
             summed = spikes.sum(0)
             self.spike_counts = per_step if self.spike_counts is None else torch.cat([self.spike_counts, per_step])
             self.rate_sum = summed if self.rate_sum is None else self.rate_sum + summed
-        amp = _channel_view(self.amplitude, spikes.ndim - 1)
-        out = spikes * amp
+        amp = _channel_view(self.amplitude, spikes.ndim - 1).to(spikes.dtype)
+        out = spikes.mul_(amp)  # in place: the binary spikes were recorded/counted above
         if self.synapse_decay is not None:
             a = self.synapse_decay
             tr = self.trace if self.trace is not None else torch.zeros_like(out[0])
@@ -148,18 +148,16 @@ class IFNode(BaseNode):
         fire_f = th_f * (1.0 - TIE) if scalar else None
         fire = th * (1.0 - TIE)
         subtract = self.reset == "subtract"
-        v = v.clone() if self.v is None and v.requires_grad else v
         for t in range(T):
             v.add_(xs if const else xs[t])
-            mask = v >= (fire_f if scalar else fire)
             s = spikes[t]
-            s.copy_(mask)
+            torch.ge(v, fire_f if scalar else fire, out=s)  # binary spikes written in place
             if not subtract:
-                v.masked_fill_(mask, 0.0)
+                v.addcmul_(v, s, value=-1.0)  # v * (1 - s): reset to zero
             elif scalar:
                 v.sub_(s, alpha=th_f)
             else:
-                v.sub_(s * th)
+                v.addcmul_(s, th, value=-1.0)
         self.v = v
         return self._finish(spikes)
 
