@@ -88,3 +88,25 @@ def test_dvc_plots_and_stages_cover_params():
     assert dvc["stages"]["convert-demo"]["matrix"] == {"model": "${zoos.demo.models}", "variant": "${variants}"}
     assert set(dvc["stages"]) >= {"prepare", "train", "export", "calibrate", "convert-demo", "evaluate-demo",
                                   "convert-full", "evaluate-full", "publish"}
+
+
+def test_dvc_top_level_plots_cover_every_model_and_variant():
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    plots = {list(p)[0]: list(p.values())[0] for p in dvc["plots"]}
+    for zoo_name, z in params["zoos"].items():
+        for m in z["models"]:
+            ys = plots[f"{m} accuracy vs T"]["y"]
+            assert ys == {f"models/eval/{zoo_name}/{m}/{v}.csv": "accuracy" for v in params["variants"]}
+
+
+def test_full_zoo_without_data_stops_at_once_naming_the_path(tmp_path):
+    import os
+
+    env = dict(os.environ, ZOO_DATA_DIR=str(tmp_path / "no-data"))
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "zoo.cli", "check-data", "--zoo", "full"], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert str(tmp_path / "no-data") in out.stderr and "ZOO_DATA_DIR" in out.stderr, out.stderr
+    assert time.perf_counter() - t0 < 30

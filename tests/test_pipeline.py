@@ -135,6 +135,7 @@ def test_mlflow_has_a_child_run_per_variant_and_a_champion(project):
             history = c.get_metric_history(r.info.run_id, "snn_accuracy")
             assert sorted(m.step for m in history) == [1, 4, 16, 64]
             assert r.data.params["norm"] and len(r.data.tags["git_commit"]) >= 7 and r.data.tags["snn_sha256"]
+            assert len(r.data.tags["dvc_lock_md5"]) == 32  # the convert stage's dvc.lock entry
         model = parent.data.tags["zoo_model"]
         mv = c.get_model_version_by_alias(f"snn-zoo-{model}", "champion")
         assert mv.run_id in {r.info.run_id for r in children}
@@ -173,7 +174,7 @@ def test_two_queued_experiments_share_one_mlflow_store(project):
     before = len(c.search_runs([exp.experiment_id], filter_string="tags.zoo_variant = 'rueckauer2017'"))
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "demo built"], repo, env)
-    for p in ("99.5", "99.99"):
+    for p in ("99.5", "99.7"):  # values no earlier run used: DVC's run-cache would restore those without running
         run(["dvc", "exp", "run", "--queue", "-n", f"p{p.replace('.', '-')}", "-S",
              f"+variants.rueckauer2017.overrides.percentile={p}", "publish@demo"], repo, env)
     run(["dvc", "queue", "start", "-j", "2"], repo, env)
@@ -189,4 +190,4 @@ def test_two_queued_experiments_share_one_mlflow_store(project):
     after = c.search_runs([exp.experiment_id], filter_string="tags.zoo_variant = 'rueckauer2017'")
     assert len(after) == before + 4  # 2 experiments x 2 models, none lost
     percentiles = {r.data.params.get("percentile") for r in after}
-    assert {"99.5", "99.99"} <= percentiles
+    assert {"99.5", "99.7"} <= percentiles

@@ -222,6 +222,7 @@ def evaluate(p: Params, model: str, variant: str) -> None:
                 ann_sha256=meta.get("model_sha256", "unknown"), recipe=recipe, result=metrics,
                 artifacts=artifacts, checkpoint=ckpt,
                 tags={"dvc_stage": f"evaluate-{zoo}@{model}-{variant}", "snn_sha256": sha256_file(ckpt),
+                      "dvc_lock_md5": _lock_md5(f"convert-{zoo}@{model}-{variant}"),
                       "arch": m.arch, "dataset": m.dataset},
                 parent_tags={"arch": m.arch, "dataset": m.dataset, "zoo": zoo})
     log.info("%s/%s: %s", model, variant, {t: round(a, 4) for t, a in result.accuracy.items()})
@@ -282,6 +283,22 @@ def publish(p: Params, zoo: str) -> None:
     hub.write_index(index, out / "index.json")
     cards.render_all(index, out)
     log.info("published %d models to %s", len(index["models"]), out)
+
+
+def _lock_md5(stage: str) -> str:
+    """md5 of ``stage``'s entry in dvc.lock (DVC writes it when the stage completes, so the convert stage that
+    produced the checkpoint being evaluated is there); "none" when run outside DVC."""
+    import hashlib
+
+    import yaml
+
+    try:
+        entry = (yaml.safe_load(Path("dvc.lock").read_text()) or {}).get("stages", {}).get(stage)
+    except (OSError, yaml.YAMLError):
+        entry = None
+    if entry is None:
+        return "none"
+    return hashlib.md5(json.dumps(entry, sort_keys=True).encode()).hexdigest()
 
 
 def _git_commit() -> str:
