@@ -63,7 +63,7 @@ def test_resume(prepared_digits, tmp_path):
     more = train("resnet_mini", {}, prepared_digits, out, epochs=4, **FAST)
     assert more["resumed_from_epoch"] == 2 and more["epochs"] == 4 and more["global_step"] == 4 * steps
     assert more["model_sha256"] != first["model_sha256"]
-    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     sched = ckpt["lr_schedulers"][0]
     assert sched["total_steps"] == 4 * steps and sched["last_epoch"] == 4 * steps  # the schedule was stretched
     # nothing left to do: same result, no training

@@ -236,7 +236,7 @@ def _resume_decision(ckpt: Path, hparams: dict[str, Any], epochs: int) -> tuple[
     if not ckpt.is_file():
         return 0, "no checkpoint"
     try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)  # our own file
+        state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)  # our own file; tensors and plain data only
     except Exception as err:  # noqa: BLE001  (truncated or foreign file: start over)
         return 0, f"unreadable checkpoint ({err})"
     old = {k: v for k, v in dict(state.get("hyper_parameters", {})).items() if k not in _RESUME_IGNORED}
