@@ -12,6 +12,15 @@ def pytest_configure(config):
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run single-threaded: OpenMP threads only oversubscribe small shared machines."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def digits():
     """(x_train, y_train, x_test, y_test): 8x8 digits in [0, 1], stratified 75/25 split."""

@@ -18,12 +18,7 @@ EXPECTED = {"vgg16_cifar", "resnet20_cifar", "resnet32_cifar", "resnet44_cifar",
 SMALL = {"vgg16_cifar": 0.25, "inception_cifar": 0.5, "diehl_fcn": 0.25}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _input(name: str, batch: int = 2, **kw) -> torch.Tensor:

@@ -18,13 +18,7 @@ from zoo.training import (ResumableOneCycleLR, evaluate, load_trained, random_cr
 FAST = dict(batch_size=64, lr=0.05, optimizer="sgd", weight_decay=5e-4, label_smoothing=0.1, seed=0, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: one thread avoids OpenMP oversubscription on small shared machines
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

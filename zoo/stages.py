@@ -230,7 +230,7 @@ def evaluate(p: Params, model: str, variant: str) -> None:
 
 def publish(p: Params, zoo: str) -> None:
     from zoo import cards, hub
-    from zoo.tracking import best_variant, register_champion
+    from zoo.tracking import best_variant, git_commit, register_champion
 
     z = p.zoos[zoo]
     out = Path(z.dir)
@@ -247,7 +247,7 @@ def publish(p: Params, zoo: str) -> None:
         entry: dict[str, Any] = {
             "name": model, "family": m.family, "arch": m.arch, "arch_kwargs": meta["arch_kwargs"],
             "dataset": m.dataset, "input_shape": meta.get("input_shape"), "ann_accuracy": meta["test_accuracy"],
-            "description": m.description, "git_commit": _git_commit(), "params": m.model_dump(),
+            "description": m.description, "git_commit": git_commit(), "params": m.model_dump(),
             "variants": {},
         }
         best = None
@@ -299,12 +299,6 @@ def _lock_md5(stage: str) -> str:
     if entry is None:
         return "none"
     return hashlib.md5(json.dumps(entry, sort_keys=True).encode()).hexdigest()
-
-
-def _git_commit() -> str:
-    from zoo.tracking import git_commit
-
-    return git_commit()
 
 
 STAGES = {"prepare": (prepare, 1), "train": (train, 1), "export": (export, 1), "calibrate": (calibrate, 1),
