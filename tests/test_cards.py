@@ -19,12 +19,12 @@ def _entry(name="sresnet20-cifar10", **over):
         "params": {"epochs": 200, "lr": 0.1},
         "variants": {
             "hu2018": {"accuracy": {"1": 0.10, "2": 0.2, "4": 0.5, "256": 0.90}, "energy_ratio": 0.31,
-                       "spikes_per_image": 12345.0, "synops_per_image": 1.2e6, "timesteps_evaluated": 10000,
+                       "spikes_per_image": 12345.0, "synops_per_image": 1.2e6, "test_images": 10000,
                        "energy_ratio_per_T": {"1": 0.01, "2": 0.02, "4": 0.05, "256": 0.31},
                        "recipe": {"neuron": "if"}, "file": f"{name}.hu2018.safetensors", "size": 123456,
                        "sha256": "a" * 64},
             "rueckauer2017": {"accuracy": {"1": 0.05, "8": 0.7, "256": 0.88}, "energy_ratio": 0.5,
-                              "spikes_per_image": 2e4, "synops_per_image": 3e6, "timesteps_evaluated": 10000,
+                              "spikes_per_image": 2e4, "synops_per_image": 3e6, "test_images": 10000,
                               "file": f"{name}.rueckauer2017.safetensors", "size": 654321, "sha256": "b" * 64},
         },
     }
@@ -109,3 +109,14 @@ def test_render_all_validates(tmp_path):
 
     with pytest.raises(IndexFormatError):
         cards.render_all(bad, tmp_path)
+
+
+def test_card_says_which_test_images_and_compares_with_the_ann_on_them(tmp_path):
+    sub = _entry(evaluation={"test_images": 1000, "test_split_images": 10000, "ann_accuracy": 0.905})
+    md = cards.render_card(sub, tmp_path / "a").read_text()
+    assert "| SNN evaluated on | a fixed seeded subset of 1,000 of the 10,000 test images (ANN on the same " \
+           "images: 90.50%) |" in md
+    assert "| ANN (reference) | 90.50% |" in md  # the reference row is the ANN on the SNN's images
+    full = _entry(evaluation={"test_images": 10000, "test_split_images": 10000, "ann_accuracy": 0.9012})
+    md = cards.render_card(full, tmp_path / "b").read_text()
+    assert "| SNN evaluated on | all 10,000 test images |" in md

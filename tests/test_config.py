@@ -49,8 +49,12 @@ def test_zoo_archs_match_the_registry():
     (lambda r: r["evaluation"].update(timestep=[4]), ["evaluation.timestep", "unknown key"]),
     (lambda r: r["datasets"]["digits"].update(source="digitz"), ["datasets.digits.source", "'digitz'", "'digits'", "'mnist'"]),
     (lambda r: r["zoos"]["demo"]["models"].append("nope"), ["zoos.demo.models", "'nope'", "vgg-mini-digits"]),
+    (lambda r: r["zoos"]["demo"]["variants"].append("hu2019"), ["zoos.demo.variants", "'hu2019'", "hu2018"]),
+    (lambda r: r["zoos"]["demo"]["variants"].append("hu2018"), ["zoos.demo.variants", "once"]),
     (lambda r: r["tracking"].update(uri="file:./mlruns"), ["tracking.uri", "sqlite"]),
     (lambda r: r["tracking"].update(champion_at_T=48), ["tracking.champion_at_T", "48", "evaluation.timesteps"]),
+    (lambda r: r["evaluation"].update(test_images={"cifar": 100}), ["evaluation.test_images", "'cifar'", "cifar10"]),
+    (lambda r: r["evaluation"].update(test_images={"mnist": 0}), ["test_images", "positive"]),
 ])
 def test_invalid_params_fail_fast_and_explain(tmp_path, mutate, expected):
     path = _write(tmp_path, mutate)
@@ -85,9 +89,12 @@ def test_missing_and_broken_files(tmp_path):
 def test_dvc_plots_and_stages_cover_params():
     """dvc.yaml iterates over params.yaml: every model and variant gets its stages."""
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    assert dvc["stages"]["convert-demo"]["matrix"] == {"model": "${zoos.demo.models}", "variant": "${variants}"}
-    assert set(dvc["stages"]) >= {"prepare", "train", "export", "calibrate", "convert-demo", "evaluate-demo",
-                                  "convert-full", "evaluate-full", "publish"}
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for z in params["zoos"]:
+        for kind in ("convert", "evaluate"):
+            assert dvc["stages"][f"{kind}-{z}"]["matrix"] == {"model": f"${{zoos.{z}.models}}",
+                                                              "variant": f"${{zoos.{z}.variants}}"}
+    assert set(dvc["stages"]) >= {"prepare", "train", "export", "calibrate", "publish"}
 
 
 def test_dvc_top_level_plots_cover_every_model_and_variant():
@@ -97,7 +104,7 @@ def test_dvc_top_level_plots_cover_every_model_and_variant():
     for zoo_name, z in params["zoos"].items():
         for m in z["models"]:
             ys = plots[f"{m} accuracy vs T"]["y"]
-            assert ys == {f"models/eval/{zoo_name}/{m}/{v}.csv": "accuracy" for v in params["variants"]}
+            assert ys == {f"models/eval/{zoo_name}/{m}/{v}.csv": "accuracy" for v in z["variants"]}
 
 
 def test_full_zoo_without_data_stops_at_once_naming_the_path(tmp_path):
@@ -110,3 +117,11 @@ def test_full_zoo_without_data_stops_at_once_naming_the_path(tmp_path):
     assert out.returncode == 1
     assert str(tmp_path / "no-data") in out.stderr and "ZOO_DATA_DIR" in out.stderr, out.stderr
     assert time.perf_counter() - t0 < 30
+
+
+def test_test_images_per_dataset(tmp_path):
+    p = load_params(_write(tmp_path, lambda r: r["evaluation"].update(test_images={"cifar10": 1000, "mnist": None})))
+    assert p.evaluation.images_for("cifar10") == 1000
+    assert p.evaluation.images_for("mnist") is None and p.evaluation.images_for("digits") is None
+    p = load_params(_write(tmp_path, lambda r: r["evaluation"].update(test_images=50)))
+    assert p.evaluation.images_for("digits") == 50

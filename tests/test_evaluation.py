@@ -21,3 +21,21 @@ def test_ddp_two_processes_match_one_process(digits_cnn, digits):
     assert two.spikes_per_image == pytest.approx(ref.spikes_per_image)
     assert two.synops_per_image == pytest.approx(ref.synops_per_image)
     assert two.ann_macs_per_image == ref.ann_macs_per_image
+
+
+def test_eval_subset_is_fixed_balanced_and_ordered():
+    from torch.utils.data import TensorDataset
+
+    from zoo.evaluation import eval_subset
+
+    labels = torch.arange(10).repeat_interleave(100)  # sorted by class, like an image folder
+    ds = TensorDataset(torch.arange(1000).float(), labels)
+    a, b = eval_subset(ds, 200), eval_subset(ds, 200)
+    assert a.indices == b.indices and len(a) == 200
+    assert a.indices == sorted(a.indices) and len(set(a.indices)) == 200
+    counts = torch.bincount(labels[a.indices], minlength=10)
+    assert counts.min() >= 8, counts  # every class present (the first 200 would be two classes)
+    assert eval_subset(ds, None) is ds and eval_subset(ds, 5000) is ds
+    assert eval_subset(ds, 100).indices != a.indices[:100]
+    with pytest.raises(ValueError, match="n > 0"):
+        eval_subset(ds, 0)

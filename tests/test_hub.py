@@ -59,7 +59,7 @@ def _write_snn(path: Path, seed: int) -> None:
 
 def _variant(path: Path, acc: dict[int, float], energy: float) -> dict:
     return {"accuracy": {str(t): a for t, a in acc.items()}, "energy_ratio": energy, "spikes_per_image": 1234.5,
-            "synops_per_image": 2.5e6, "timesteps_evaluated": 360, "recipe": {"neuron": "if", "reset": "subtract"},
+            "synops_per_image": 2.5e6, "test_images": 360, "recipe": {"neuron": "if", "reset": "subtract"},
             "file": path.name, "size": path.stat().st_size, "sha256": _sha(path)}
 
 

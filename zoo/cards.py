@@ -86,6 +86,16 @@ def card_markdown(entry: dict, *, image: str | None = None, generated: str | Non
         ["ANN accuracy", _pct(entry.get("ann_accuracy"))],
         ["Variants", ", ".join(f"`{v}`" + (" (default)" if v == default else "") for v in _variants(entry))],
     ]
+    ev = entry.get("evaluation") or {}
+    ref_acc = ev.get("ann_accuracy", entry.get("ann_accuracy"))
+    if ev.get("test_images"):
+        n, total = ev["test_images"], ev.get("test_split_images")
+        if total and n < total:
+            where = (f"a fixed seeded subset of {n:,} of the {total:,} test images (ANN on the same images: "
+                     f"{_pct(ref_acc)})")
+        else:
+            where = f"all {n:,} test images"
+        summary.append(["SNN evaluated on", where])
     if best:
         summary.append(["Best SNN accuracy", f"{_pct(best[2])} (`{best[0]}`, T = {best[1]})"])
     lines += _table(["", ""], summary, ["---", "---"]) + [""]
@@ -95,7 +105,7 @@ def card_markdown(entry: dict, *, image: str | None = None, generated: str | Non
         lines += [f"![{name}: SNN accuracy vs. timesteps T]({image})", ""]
     if ts:
         header = ["Variant"] + [f"T={t}" for t in ts]
-        rows = [["ANN (reference)"] + [_pct(entry.get("ann_accuracy"))] * len(ts)]
+        rows = [["ANN (reference)"] + [_pct(ref_acc)] * len(ts)]
         for v in _variants(entry):
             acc = entry["variants"][v].get("accuracy") or {}
             rows.append([f"`{v}`"] + [_pct(acc.get(str(t))) for t in ts])
@@ -116,7 +126,7 @@ def card_markdown(entry: dict, *, image: str | None = None, generated: str | Non
     for v in _variants(entry):
         var = entry["variants"][v]
         rows.append([f"`{v}`", _num(var.get("energy_ratio")), _num(var.get("spikes_per_image")),
-                     _num(var.get("synops_per_image")), _num(var.get("timesteps_evaluated"))])
+                     _num(var.get("synops_per_image")), _num(var.get("test_images"))])
     lines += _table(["Variant", "Energy ratio (SNN / ANN)", "Spikes / image", "SynOps / image",
                      "Test images"], rows, ["---", "--:", "--:", "--:", "--:"]) + [""]
     lines += ["Measured at the largest T evaluated. Energy ratio: the SNN's estimated energy (synaptic operations "
@@ -171,8 +181,9 @@ def render_plot(entry: dict, path: str | Path) -> Path:
         pts = sorted((int(t), float(a)) for t, a in acc.items() if a is not None)
         if pts:
             ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", markersize=3, label=v)
-    if entry.get("ann_accuracy") is not None:
-        ax.axhline(100 * float(entry["ann_accuracy"]), color="black", linestyle="--", linewidth=1, label="ANN")
+    ref_acc = (entry.get("evaluation") or {}).get("ann_accuracy", entry.get("ann_accuracy"))
+    if ref_acc is not None:
+        ax.axhline(100 * float(ref_acc), color="black", linestyle="--", linewidth=1, label="ANN")
     ax.set_xscale("log", base=2)
     if ts:
         ax.xaxis.set_major_locator(FixedLocator(ts))

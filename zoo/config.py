@@ -78,13 +78,30 @@ class VariantConfig(_Strict):
 
 class EvaluationConfig(_Strict):
     timesteps: list[int] = Field(default_factory=lambda: list(DEFAULT_TIMESTEPS))
-    test_images: int | None = Field(None, gt=0, description="null: the whole test split")
+    test_images: int | None | dict[str, int | None] = Field(
+        None, description="null: the whole test split; N: a fixed seeded subset of N images; {dataset: N|null}: "
+                          "per dataset (datasets not named use the whole split)")
     batch_size: int = Field(256, gt=0)
     chunk: int | None = Field(None, gt=0, description="timesteps per simulator call (memory ~ chunk x batch)")
     diagnostics: bool = True
     accelerator: str = "cpu"
     devices: int = Field(1, gt=0, description="processes for Lightning DDP evaluation")
     strategy: str = "auto"
+
+    @field_validator("test_images")
+    @classmethod
+    def _positive_images(cls, v: Any) -> Any:
+        vals = v.values() if isinstance(v, dict) else [v]
+        bad = [n for n in vals if n is not None and n <= 0]
+        if bad:
+            raise ValueError(f"test_images must be null or a positive number of images, got {bad[0]}")
+        return v
+
+    def images_for(self, dataset: str) -> int | None:
+        """How many test images of ``dataset`` to evaluate on (None: all)."""
+        if isinstance(self.test_images, dict):
+            return self.test_images.get(dataset)
+        return self.test_images
 
     @field_validator("timesteps")
     @classmethod
@@ -112,6 +129,7 @@ class TrackingConfig(_Strict):
 class ZooConfig(_Strict):
     dir: str
     models: list[str]
+    variants: list[str] = Field(description="the variants (keys of `variants`) converted for every model")
     dtype: Literal["float32", "float16"] = "float32"
     remote: str | None = Field(None, description="base URL where the published files are served")
 
@@ -152,6 +170,10 @@ class Params(_Strict):
                 get_variant(v.base, **v.overrides)
             except VariantError as e:
                 errors.append(f"variants.{name}.overrides: {e}")
+        if isinstance(self.evaluation.test_images, dict):
+            for ds in self.evaluation.test_images:
+                if ds not in self.datasets:
+                    errors.append(_unknown("evaluation.test_images", ds, self.datasets))
         if self.tracking.champion_at_T not in self.evaluation.timesteps:
             errors.append(f"tracking.champion_at_T: {self.tracking.champion_at_T} is not one of evaluation.timesteps "
                           f"{self.evaluation.timesteps}")
@@ -163,6 +185,11 @@ class Params(_Strict):
                 elif m in owner:
                     errors.append(f"zoos.{zname}.models: {m!r} is already in zoo {owner[m]!r}; a model belongs to one zoo")
                 owner[m] = zname
+            for v in z.variants:
+                if v not in self.variants:
+                    errors.append(_unknown(f"zoos.{zname}.variants", v, self.variants))
+            if len(set(z.variants)) != len(z.variants) or not z.variants:
+                errors.append(f"zoos.{zname}.variants: list each variant once (at least one), got {z.variants}")
         if errors:
             raise ValueError("\n".join(errors))
         return self

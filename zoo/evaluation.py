@@ -14,10 +14,29 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from zoo.simulation import SimulationResult, Simulator
 from zoo.spiking.network import SpikingNetwork
+
+
+EVAL_SUBSET_SEED = 0
+
+
+def eval_subset(dataset: Dataset, n: int | None, seed: int = EVAL_SUBSET_SEED) -> Dataset:
+    """The fixed evaluation subset of ``n`` images of ``dataset`` (all of it when ``n`` is None or too large).
+
+    A seeded random choice, kept in the split's order: folder-backed splits are sorted by class, so the first
+    ``n`` images would be one or two classes. The pipeline's evaluate stage and the CI re-check of published
+    claims draw the same images for the same ``n``."""
+    total = len(dataset)
+    if n is None or n >= total:
+        return dataset
+    if n <= 0:
+        raise ValueError(f"an evaluation subset needs n > 0 images, got {n}")
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(total, generator=gen)[:n].sort().values
+    return Subset(dataset, idx.tolist())
 
 
 class _Shard(Sampler[int]):
@@ -85,4 +104,4 @@ def evaluate_snn(snn: SpikingNetwork, dataset: Dataset, timesteps: list[int], *,
     return SimulationResult.from_dict(data)
 
 
-__all__ = ["evaluate_snn", "SNNEvaluator"]
+__all__ = ["evaluate_snn", "eval_subset", "SNNEvaluator"]

@@ -168,7 +168,7 @@ def _validate_variant(var: Any, where: str) -> None:
             _fail(f"{where}.accuracy[{t!r}]", f"expected a number, got {a!r}")
     for key in ("energy_ratio", "spikes_per_image", "synops_per_image"):
         _check_type(var, key, where, ("number",))
-    _check_type(var, "timesteps_evaluated", where, (int,))
+    _check_type(var, "test_images", where, (int,))
     _check_type(var, "recipe", where, (dict,))
 
 

@@ -163,10 +163,9 @@ def convert(p: Params, model: str, variant: str) -> None:
 
 def evaluate(p: Params, model: str, variant: str) -> None:
     import torch
-    from torch.utils.data import Subset
 
     from zoo.data import PreparedData
-    from zoo.evaluation import evaluate_snn
+    from zoo.evaluation import eval_subset, evaluate_snn
     from zoo.serialization import load_snn
     from zoo.simulation import plot_accuracy, plot_correlation, simulate
     from zoo.training import load_trained
@@ -177,8 +176,8 @@ def evaluate(p: Params, model: str, variant: str) -> None:
     snn = load_snn(ckpt)
     ann = load_trained(train_dir(model))
     test = PreparedData(data_dir(m.dataset)).test
-    if ev.test_images is not None and ev.test_images < len(test):
-        test = Subset(test, range(ev.test_images))
+    total = len(test)
+    test = eval_subset(test, ev.images_for(m.dataset))
     t0 = time.time()
     result = evaluate_snn(snn, test, ev.timesteps, batch_size=ev.batch_size, chunk=ev.chunk, ann=ann,
                           accelerator=ev.accelerator, devices=ev.devices, strategy=ev.strategy)
@@ -186,7 +185,8 @@ def evaluate(p: Params, model: str, variant: str) -> None:
     out = eval_dir(zoo, model)
     out.mkdir(parents=True, exist_ok=True)
     metrics = {
-        "model": model, "variant": variant, "images": result.images, "ann_accuracy": result.ann_accuracy,
+        "model": model, "variant": variant, "images": result.images, "test_split_images": total,
+        "ann_accuracy": result.ann_accuracy,
         "accuracy": {str(t): a for t, a in result.accuracy.items()},
         "energy_ratio": {str(t): e for t, e in result.energy_ratio.items()},
         "spikes_per_image": {str(t): s for t, s in result.spikes_per_image.items()},
@@ -251,7 +251,7 @@ def publish(p: Params, zoo: str) -> None:
             "variants": {},
         }
         best = None
-        for variant in p.variants:
+        for variant in z.variants:
             ev = json.loads((eval_dir(zoo, model) / f"{variant}.json").read_text())
             src = snn_file(zoo, model, variant)
             name = f"{model}.{variant}.safetensors"
@@ -263,13 +263,15 @@ def publish(p: Params, zoo: str) -> None:
                 "energy_ratio_per_T": ev["energy_ratio"],
                 "spikes_per_image": ev["spikes_per_image"][max(ev["spikes_per_image"], key=int)],
                 "synops_per_image": ev["synops_per_image"][max(ev["synops_per_image"], key=int)],
-                "timesteps_evaluated": ev["images"], "recipe": recipe, "file": name,
+                "test_images": ev["images"], "recipe": recipe, "file": name,
                 "size": (out / name).stat().st_size, "sha256": sha256_file(out / name)}
             T = str(p.tracking.champion_at_T)
             acc = ev["accuracy"].get(T, 0.0)
             if best is None or acc > best[1]:
                 best = (variant, acc)
         entry["default_variant"] = best[0]
+        entry["evaluation"] = {"test_images": ev["images"], "test_split_images": ev.get("test_split_images"),
+                               "ann_accuracy": ev["ann_accuracy"]}
         if p.publish.registry:
             run = best_variant(uri, p.tracking.experiment, model, p.tracking.champion_at_T)
             if run is not None:
