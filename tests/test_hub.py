@@ -450,3 +450,24 @@ def test_cli_pull(zoo_env):
     assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
     result = runner.invoke(app, ["pull", "sresnet20-cifar10", "--variant", "nope"])
     assert result.exit_code == 1 and "has no variant 'nope'" in result.stderr
+
+
+def test_test_data_normalizes_as_the_pipeline_did(tmp_path):
+    """zoo.test_data gives the images the pipeline's PreparedData gives, from the index's input record."""
+    from zoo.data import PreparedData, prepare
+
+    prepare("digits", tmp_path / "prep", calib_size=16, progress=False)
+    prepared = PreparedData(tmp_path / "prep")
+    entry = {"name": "m", "arch": "a", "dataset": "digits", "default_variant": "v",
+             "variants": {"v": {"file": "m.v.safetensors", "sha256": "0" * 64, "size": 1}},
+             "input": {"source": "digits", "mean": prepared.mean, "std": prepared.std, "scale": 1.0}}
+    index = {"schema": 1, "models": {"m": entry}}
+    data = hub.test_data("m", index=index)
+    x_ref, y_ref = prepared.test.tensors
+    assert len(data) == len(x_ref) == 360
+    for i in (0, 17, 359):
+        x, y = data[i]
+        assert torch.allclose(x, x_ref[i], atol=1e-5) and y == int(y_ref[i])
+    del entry["input"]
+    with pytest.raises(hub.IndexFormatError, match="no input normalization"):
+        hub.test_data("m", index=index)

@@ -5,17 +5,25 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_demo_table_is_rendered_from_the_index():
+@pytest.mark.parametrize("zoo_name", ["demo", "full"])
+def test_readme_zoo_table_is_rendered_from_the_index(zoo_name):
     from zoo.cards import readme_block
 
+    zdir = yaml.safe_load((ROOT / "params.yaml").read_text())["zoos"][zoo_name]["dir"]
+    index_file = ROOT / zdir / "index.json"
+    if not index_file.is_file():
+        pytest.skip(f"zoo {zoo_name!r} is not published ({index_file} absent)")
     readme = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- demo-zoo-table -->\n(.*?)<!-- /demo-zoo-table -->", readme, re.S)
-    assert block, "README.md lacks the demo-zoo-table block"
-    index = json.loads((ROOT / "models/demo/index.json").read_text())
-    assert block.group(1) == readme_block(index, link_dir="models/demo"), "run `zoo sync-readme --zoo demo`"
+    block = re.search(rf"<!-- {zoo_name}-zoo-table -->\n(.*?)<!-- /{zoo_name}-zoo-table -->", readme, re.S)
+    assert block, f"README.md lacks the {zoo_name}-zoo-table block"
+    index = json.loads(index_file.read_text())
+    assert block.group(1) == readme_block(index, link_dir=zdir), f"run `zoo sync-readme --zoo {zoo_name}`"
 
 
 def test_readme_commands_exist():

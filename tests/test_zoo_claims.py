@@ -12,9 +12,10 @@ import threading
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-ZOOS = {"demo": ROOT / "models/demo", "full": ROOT / "models/zoo"}
+ZOOS = {name: ROOT / z["dir"] for name, z in yaml.safe_load((ROOT / "params.yaml").read_text())["zoos"].items()}
 MAX_IMAGES = 1000  # images per published model
 MAX_T = 64         # the two largest evaluated T up to this (CI time grows with T)
 
@@ -47,18 +48,17 @@ def served(tmp_path_factory):
         srv.shutdown()
 
 
-def _test_split(dataset: str):
-    from zoo.data import DataNotFoundError, PreparedData, prepare
+def _test_split(name: str):
+    """The model's test split through zoo.test_data (the index's normalization, the real data root)."""
+    import zoo
+    from zoo.data import DataNotFoundError
 
-    cache = ROOT / ".cache" / "prepared" / dataset
-    if not (cache / "fingerprint.json").is_file():
-        try:
-            prepare(dataset, cache, calib_size=16, progress=False)
-        except DataNotFoundError as err:
-            if os.environ.get("CI") == "true":
-                raise
-            pytest.skip(f"real {dataset} data not found ({err}); set ZOO_DATA_DIR")
-    return PreparedData(cache).test
+    try:
+        return zoo.test_data(name)
+    except DataNotFoundError as err:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"real data for {name} not found ({err}); set ZOO_DATA_DIR")
 
 
 @pytest.mark.parametrize("zoo_name,name", list(_entries()))
@@ -78,7 +78,7 @@ def test_published_model_matches_its_index(zoo_name, name, served, tmp_path, mon
     snn = zoo.load(name, variant)
     from zoo.evaluation import eval_subset
 
-    test = _test_split(entry["dataset"])
+    test = _test_split(name)
     evaluated = (entry.get("evaluation") or {}).get("test_images") or len(test)
     # the pipeline's own subset when it evaluated <= 1000 images (same images: the claim is re-measured),
     # else a fixed seeded subset of 1000 of the images it evaluated on
@@ -93,3 +93,17 @@ def test_published_model_matches_its_index(zoo_name, name, served, tmp_path, mon
         p = claimed[str(t)]
         tol = 3 * math.sqrt(max(p * (1 - p), 1e-4) / n) + 1 / n
         assert abs(r.accuracy[t] - p) <= tol, f"{name}/{variant} T={t}: measured {r.accuracy[t]:.4f}, index {p:.4f}"
+
+
+@pytest.mark.parametrize("zoo_name", sorted(ZOOS))
+def test_published_zoo_fits_in_git(zoo_name):
+    """Published checkpoints live in git: 64 MiB in all per zoo, every file listed in the index."""
+    zdir = ZOOS[zoo_name]
+    if not (zdir / "index.json").is_file():
+        pytest.skip(f"{zdir} is not published")
+    index = json.loads((zdir / "index.json").read_text())
+    listed = {v["file"] for e in index["models"].values() for v in e["variants"].values()}
+    on_disk = {p.name for p in zdir.glob("*.safetensors")}
+    assert on_disk == listed, f"files not in the index: {on_disk - listed}; missing: {listed - on_disk}"
+    total = sum((zdir / f).stat().st_size for f in listed)
+    assert total <= 64 * 2**20, f"{zoo_name}: {total / 2**20:.1f} MiB of checkpoints (limit 64 MiB)"

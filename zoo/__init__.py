@@ -34,6 +34,7 @@ _LAZY = {
     "reset_net": "zoo.spiking.network",
     "load_snn": "zoo.serialization",
     "save_snn": "zoo.serialization",
+    "test_data": "zoo.hub",
 }
 
 
@@ -56,4 +57,4 @@ def load(name: str, variant: str | None = None):
 
 __all__ = ["convert", "simulate", "variants", "load", "get_variant", "calibrate", "Recipe", "SimulationResult",
            "SpikingNetwork", "ActivationStats", "ConversionError", "VariantError", "reset_net", "load_snn",
-           "save_snn", "__version__"]
+           "save_snn", "test_data", "__version__"]

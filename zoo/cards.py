@@ -141,6 +141,8 @@ def card_markdown(entry: dict, *, image: str | None = None, generated: str | Non
 
     lines += ["## How to load it", "", "```python", "import zoo",
               f'snn = zoo.load("{name}")' + (f'  # variant "{default}"' if default else ""),
+              (f'data = zoo.test_data("{name}")  # {entry["dataset"]} test split, normalized as in training'
+               if entry.get("input") else "data = ...  # your test images, normalized as the ANN was trained"),
               f"result = zoo.simulate(snn, data, timesteps={ts or [1, 2, 4, 8, 16, 32]})", "```", ""]
     others = [v for v in _variants(entry) if v != default]
     if others:

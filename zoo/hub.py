@@ -47,7 +47,8 @@ from zoo.utils import atomic_path, sha256_file
 __all__ = [
     "SCHEMA", "HubError", "ModelNotFoundError", "VariantNotFoundError", "IndexFormatError", "UnsafeFileError",
     "RemoteError", "ChecksumError", "read_index", "write_index", "validate_index", "list_models", "info",
-    "best_result", "remote_url", "cache_dir", "cached_path", "pull", "load", "resolve_variant",
+    "best_result", "remote_url", "cache_dir", "cached_path", "pull", "load", "resolve_variant", "test_data",
+    "NormalizedDataset",
 ]
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,7 @@ def _validate_entry(name: Any, entry: Any, where: str) -> None:
     for key in ("arch_kwargs", "params"):
         _check_type(entry, key, where, (dict,))
     _check_type(entry, "ann_accuracy", where, ("number",))
+    _check_type(entry, "input", where, (dict,))
     shape = entry.get("input_shape")
     if shape is not None and not (isinstance(shape, (list, tuple)) and all(isinstance(s, int) and not isinstance(s, bool)
                                                                    and s > 0 for s in shape)):
@@ -393,6 +395,44 @@ def list_models(index: dict | None = None) -> list[dict]:
 def info(name: str, index: dict | None = None) -> dict:
     """The index entry of model ``name`` (a copy). Unknown names raise :class:`ModelNotFoundError`."""
     return copy.deepcopy(_entry(_index(index), name))
+
+
+def test_data(name: str, root: str | Path | None = None, download: bool = False, index: dict | None = None):
+    """The test split of model ``name``'s dataset, normalized as the model was trained: ready for
+    :func:`zoo.simulate`. Read with :func:`zoo.data.load_dataset` (``root``: the data root, default
+    ``$ZOO_DATA_DIR`` else ``./data/raw``; ``download``: fetch MNIST / CIFAR-10 when online); the scale, mean
+    and std come from the index entry's ``input`` record."""
+    entry = _entry(_index(index), name)
+    spec = entry.get("input") or {}
+    if not all(k in spec for k in ("source", "mean", "std")):
+        raise IndexFormatError(f"model {name!r}: its index entry has no input normalization ('input': source, "
+                               "mean, std); republish it with a current snn-zoo (`dvc repro publish@<zoo>`)")
+    from zoo.data import load_dataset
+
+    return NormalizedDataset(load_dataset(spec["source"], "test", root, download), spec["mean"], spec["std"],
+                             float(spec.get("scale", 1.0)))
+
+
+class NormalizedDataset:
+    """``(image, label)`` pairs of ``base`` with images as float32 ``(x / scale - mean) / std`` per channel."""
+
+    def __init__(self, base, mean: list[float], std: list[float], scale: float = 1.0) -> None:
+        import torch
+
+        self.base, self.scale = base, float(scale)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self.classes = getattr(base, "classes", None)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        import torch
+
+        x, y = self.base[i]
+        x = torch.as_tensor(x).to(torch.float32) / self.scale
+        return (x - self.mean) / self.std, int(y)
 
 
 # ----------------------------------------------------------------------------------------------- remote

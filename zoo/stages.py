@@ -250,6 +250,9 @@ def publish(p: Params, zoo: str) -> None:
             "description": m.description, "git_commit": git_commit(), "params": m.model_dump(),
             "variants": {},
         }
+        ds = meta.get("dataset") or {}
+        if ds.get("normalization"):  # for zoo.test_data: the test split normalized as in training
+            entry["input"] = {"source": ds.get("source", p.datasets[m.dataset].source), **ds["normalization"]}
         best = None
         for variant in z.variants:
             ev = json.loads((eval_dir(zoo, model) / f"{variant}.json").read_text())
