@@ -84,9 +84,13 @@ def test_render_zoo_table():
     idx["models"]["svgg11-mnist"]["variants"]["rueckauer2017"]["accuracy"]["64"] = 0.995
     table = cards.render_zoo_table(idx)
     lines = table.strip().splitlines()
-    assert lines[0] == "| Model | Dataset | ANN acc. | Best variant | Best SNN acc. (T) | Energy ratio |"
-    assert lines[2] == "| `sresnet20-cifar10` | cifar10 | 90.12% | `hu2018` | 90.00% (T=256) | 0.31 |"
-    assert lines[3] == "| `svgg11-mnist` | mnist | 99.00% | `rueckauer2017` | 99.50% (T=64) | 0.5 |"
+    assert lines[0] == ("| Model | Dataset | Test images | ANN acc. | Best variant | Best SNN acc. (T) | "
+                        "Within 1 pp of ANN | Energy ratio |")
+    assert lines[2] == ("| `sresnet20-cifar10` | cifar10 | – | 90.12% | `hu2018` | 90.00% (T=256) | T=256 (`hu2018`) "
+                        "| 0.31 |")
+    # svgg11: rueckauer2017 reaches 98.0% (within 1 pp of 99%) first at T=64
+    assert lines[3] == ("| `svgg11-mnist` | mnist | – | 99.00% | `rueckauer2017` | 99.50% (T=64) | T=64 "
+                        "(`rueckauer2017`) | 0.5 |")
     linked = cards.render_zoo_table(idx, link_dir="models/zoo/cards/")
     assert "[svgg11-mnist](models/zoo/cards/svgg11-mnist.md)" in linked
 
@@ -120,3 +124,13 @@ def test_card_says_which_test_images_and_compares_with_the_ann_on_them(tmp_path)
     full = _entry(evaluation={"test_images": 10000, "test_split_images": 10000, "ann_accuracy": 0.9012})
     md = cards.render_card(full, tmp_path / "b").read_text()
     assert "| SNN evaluated on | all 10,000 test images |" in md
+    # within 1 pp of the ANN on the SNN's images: hu2018's 90.0% at T=256 is within 1 pp of 90.5%, not of 91.2%
+    assert cards.first_within(sub) == ("hu2018", 256, 0.90)
+    assert cards.first_within(_entry(evaluation={"ann_accuracy": 0.912})) is None
+
+
+def test_card_says_when_the_snn_comes_within_1pp_of_the_ann(tmp_path):
+    md = cards.render_card(_entry(), tmp_path / "a", plot=False).read_text()
+    assert "| Within 1 pp of the ANN | from T = 256 (`hu2018`, 90.00%) |" in md
+    md = cards.render_card(_entry(ann_accuracy=0.95), tmp_path / "b", plot=False).read_text()
+    assert "| Within 1 pp of the ANN | not reached at any evaluated T |" in md

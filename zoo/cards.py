@@ -96,6 +96,10 @@ def card_markdown(entry: dict, *, image: str | None = None, generated: str | Non
         else:
             where = f"all {n:,} test images"
         summary.append(["SNN evaluated on", where])
+    near = first_within(entry)
+    if best:
+        summary.append(["Within 1 pp of the ANN", f"from T = {near[1]} (`{near[0]}`, {_pct(near[2])})" if near
+                        else "not reached at any evaluated T"])
     if best:
         summary.append(["Best SNN accuracy", f"{_pct(best[2])} (`{best[0]}`, T = {best[1]})"])
     lines += _table(["", ""], summary, ["---", "---"]) + [""]
@@ -220,6 +224,20 @@ def render_card(entry: dict, out_dir: str | Path, *, plot: bool = True, generate
     return card
 
 
+def first_within(entry: dict, tolerance: float = 0.01) -> tuple[str, int, float] | None:
+    """``(variant, T, accuracy)``: the smallest T at which some variant is within ``tolerance`` of the ANN on
+    the same test images (the entry's ``evaluation.ann_accuracy``, else ``ann_accuracy``); None if none is."""
+    ref = (entry.get("evaluation") or {}).get("ann_accuracy", entry.get("ann_accuracy"))
+    if ref is None:
+        return None
+    hits = [(int(t), v, float(a)) for v, var in sorted(entry.get("variants", {}).items())
+            for t, a in (var.get("accuracy") or {}).items() if a is not None and float(a) >= ref - tolerance]
+    if not hits:
+        return None
+    t, v, a = min(hits, key=lambda h: (h[0], -h[2]))
+    return v, t, a
+
+
 def render_zoo_table(index: dict, *, link_dir: str | None = None) -> str:
     """Markdown table of every model: name, dataset, ANN accuracy, best variant, best SNN accuracy and its T,
     energy ratio (of the best variant). ``link_dir`` (e.g. ``"models/zoo/cards"``) links names to their cards."""
@@ -231,15 +249,21 @@ def render_zoo_table(index: dict, *, link_dir: str | None = None) -> str:
         else:
             prefix = link_dir.rstrip("/") + "/" if link_dir else ""
             label = f"[{name}]({prefix}{name}.md)"
+        ev = e.get("evaluation") or {}
+        images = _num(ev.get("test_images")) if ev.get("test_images") else _DASH
+        near = first_within(e)
+        near_s = f"T={near[1]} (`{near[0]}`)" if near else "not reached"
         if best:
             v, t, acc = best
             energy = _num(e["variants"][v].get("energy_ratio"))
-            rows.append([label, e.get("dataset", _DASH), _pct(e.get("ann_accuracy")), f"`{v}`",
-                         f"{_pct(acc)} (T={t})", energy])
+            rows.append([label, e.get("dataset", _DASH), images, _pct(e.get("ann_accuracy")), f"`{v}`",
+                         f"{_pct(acc)} (T={t})", near_s, energy])
         else:
-            rows.append([label, e.get("dataset", _DASH), _pct(e.get("ann_accuracy")), _DASH, _DASH, _DASH])
-    header = ["Model", "Dataset", "ANN acc.", "Best variant", "Best SNN acc. (T)", "Energy ratio"]
-    return "\n".join(_table(header, rows, ["---", "---", "--:", "---", "--:", "--:"])) + "\n"
+            rows.append([label, e.get("dataset", _DASH), images, _pct(e.get("ann_accuracy")), _DASH, _DASH,
+                         _DASH, _DASH])
+    header = ["Model", "Dataset", "Test images", "ANN acc.", "Best variant", "Best SNN acc. (T)",
+              "Within 1 pp of ANN", "Energy ratio"]
+    return "\n".join(_table(header, rows, ["---", "---", "--:", "--:", "---", "--:", "--:", "--:"])) + "\n"
 
 
 def render_all(index: dict, out_dir: str | Path, *, plot: bool = True) -> list[Path]:
@@ -257,7 +281,7 @@ def render_all(index: dict, out_dir: str | Path, *, plot: bool = True) -> list[P
     return paths + [readme]
 
 
-def render_variant_table(index: dict, timesteps: tuple[int, ...] = (4, 16, 64, 256)) -> str:
+def render_variant_table(index: dict, timesteps: tuple[int, ...] = (4, 16, 32, 64, 128, 256)) -> str:
     """Markdown table: one row per model and variant, SNN accuracy at a few T, the ANN's, energy ratio."""
     header = ["Model", "Variant", "ANN acc."] + [f"T={t}" for t in timesteps] + ["Energy ratio (T max)"]
     rows = []
