@@ -84,7 +84,7 @@ def test_render_zoo_table():
     idx["models"]["svgg11-mnist"]["variants"]["rueckauer2017"]["accuracy"]["64"] = 0.995
     table = cards.render_zoo_table(idx)
     lines = table.strip().splitlines()
-    assert lines[0] == ("| Model | Dataset | Test images | ANN acc. | Best variant | Best SNN acc. (T) | "
+    assert lines[0] == ("| Model | Dataset | Test images | ANN acc. (same images) | Best variant | Best SNN acc. (T) | "
                         "Within 1 pp of ANN | Energy ratio |")
     assert lines[2] == ("| `sresnet20-cifar10` | cifar10 | – | 90.12% | `hu2018` | 90.00% (T=256) | T=256 (`hu2018`) "
                         "| 0.31 |")
@@ -121,6 +121,7 @@ def test_card_says_which_test_images_and_compares_with_the_ann_on_them(tmp_path)
     assert "| SNN evaluated on | a fixed seeded subset of 1,000 of the 10,000 test images (ANN on the same " \
            "images: 90.50%) |" in md
     assert "| ANN (reference) | 90.50% |" in md  # the reference row is the ANN on the SNN's images
+    assert "| cifar10 | 1,000 | 90.50% | `hu2018` |" in cards.render_zoo_table(_index(sub))
     full = _entry(evaluation={"test_images": 10000, "test_split_images": 10000, "ann_accuracy": 0.9012})
     md = cards.render_card(full, tmp_path / "b").read_text()
     assert "| SNN evaluated on | all 10,000 test images |" in md

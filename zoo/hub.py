@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import hashlib
 import http.client
 import io
@@ -413,26 +414,33 @@ def test_data(name: str, root: str | Path | None = None, download: bool = False,
                              float(spec.get("scale", 1.0)))
 
 
-class NormalizedDataset:
-    """``(image, label)`` pairs of ``base`` with images as float32 ``(x / scale - mean) / std`` per channel."""
+def NormalizedDataset(base, mean: list[float], std: list[float], scale: float = 1.0):
+    """A map-style ``torch.utils.data.Dataset``: ``(image, label)`` pairs of ``base`` with images as float32
+    ``(x / scale - mean) / std`` per channel (torch is imported on first use, not with :mod:`zoo.hub`)."""
+    return _normalized_class()(base, mean, std, scale)
 
-    def __init__(self, base, mean: list[float], std: list[float], scale: float = 1.0) -> None:
-        import torch
 
-        self.base, self.scale = base, float(scale)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-        self.classes = getattr(base, "classes", None)
+@functools.cache
+def _normalized_class():
+    import torch
 
-    def __len__(self) -> int:
-        return len(self.base)
+    class _Normalized(torch.utils.data.Dataset):
+        def __init__(self, base, mean, std, scale) -> None:
+            self.base, self.scale = base, float(scale)
+            self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+            self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+            self.classes = getattr(base, "classes", None)
 
-    def __getitem__(self, i: int):
-        import torch
+        def __len__(self) -> int:
+            return len(self.base)
 
-        x, y = self.base[i]
-        x = torch.as_tensor(x).to(torch.float32) / self.scale
-        return (x - self.mean) / self.std, int(y)
+        def __getitem__(self, i: int):
+            x, y = self.base[i]
+            x = torch.as_tensor(x).to(torch.float32) / self.scale
+            return (x - self.mean) / self.std, int(y)
+
+    _Normalized.__name__ = _Normalized.__qualname__ = "NormalizedDataset"
+    return _Normalized
 
 
 # ----------------------------------------------------------------------------------------------- remote
