@@ -87,7 +87,7 @@ def card_markdown(entry: dict, *, image: str | None = None, generated: str | Non
         ["Variants", ", ".join(f"`{v}`" + (" (default)" if v == default else "") for v in _variants(entry))],
     ]
     ev = entry.get("evaluation") or {}
-    ref_acc = ev.get("ann_accuracy", entry.get("ann_accuracy"))
+    ref_acc = ann_reference(entry)
     if ev.get("test_images"):
         n, total = ev["test_images"], ev.get("test_split_images")
         if total and n < total:
@@ -96,11 +96,10 @@ def card_markdown(entry: dict, *, image: str | None = None, generated: str | Non
         else:
             where = f"all {n:,} test images"
         summary.append(["SNN evaluated on", where])
-    near = first_within(entry)
     if best:
+        near = first_within(entry)
         summary.append(["Within 1 pp of the ANN", f"from T = {near[1]} (`{near[0]}`, {_pct(near[2])})" if near
                         else "not reached at any evaluated T"])
-    if best:
         summary.append(["Best SNN accuracy", f"{_pct(best[2])} (`{best[0]}`, T = {best[1]})"])
     lines += _table(["", ""], summary, ["---", "---"]) + [""]
 
@@ -187,7 +186,7 @@ def render_plot(entry: dict, path: str | Path) -> Path:
         pts = sorted((int(t), float(a)) for t, a in acc.items() if a is not None)
         if pts:
             ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", markersize=3, label=v)
-    ref_acc = (entry.get("evaluation") or {}).get("ann_accuracy", entry.get("ann_accuracy"))
+    ref_acc = ann_reference(entry)
     if ref_acc is not None:
         ax.axhline(100 * float(ref_acc), color="black", linestyle="--", linewidth=1, label="ANN")
     ax.set_xscale("log", base=2)
