@@ -77,6 +77,7 @@ def make_index(root: Path) -> dict:
                 "arch_kwargs": {"num_classes": 10}, "dataset": "cifar10", "input_shape": [3, 32, 32],
                 "ann_accuracy": 0.9012, "description": "ResNet-20 on CIFAR-10.", "notes": "",
                 "default_variant": "hu2018", "git_commit": "abc123", "params": {"epochs": 2},
+                "evaluation": {"test_images": 360, "test_split_images": 10000, "ann_accuracy": 0.9111},
                 "variants": {
                     "hu2018": _variant(files["sresnet20-cifar10.hu2018"], {1: 0.1, 2: 0.2, 4: 0.5, 256: 0.9}, 0.31),
                     "rueckauer2017": _variant(files["sresnet20-cifar10.rueckauer2017"],
@@ -280,6 +281,9 @@ def test_list_models_and_info(zoo_env):
     r = rows[0]
     assert (r["best_variant"], r["best_accuracy"], r["best_timesteps"], r["energy_ratio"]) == ("hu2018", 0.9, 256, 0.31)
     assert r["variants"] == ["hu2018", "rueckauer2017"] and r["dataset"] == "cifar10"
+    # the SNNs ran on a 360-image subset: the row says so and carries the ANN's accuracy on those images
+    assert (r["test_images"], r["ann_accuracy_same_images"], r["ann_accuracy"]) == (360, 0.9111, 0.9012)
+    assert (rows[1]["test_images"], rows[1]["ann_accuracy_same_images"]) == (None, 0.99)  # whole split
     entry = hub.info("svgg11-mnist")
     assert entry == zoo_env.index["models"]["svgg11-mnist"]
     entry["dataset"] = "changed"  # a copy
@@ -418,6 +422,10 @@ def test_cli_list(zoo_env):
     assert result.exit_code == 0, result.output
     assert "sresnet20-cifar10" in result.output and "svgg11-mnist" in result.output
     assert "90.00% (T=256)" in result.output
+    lines = {line.split()[1]: line for line in result.output.splitlines() if "-cifar10" in line or "-mnist" in line}
+    assert "360" in lines["sresnet20-cifar10"] and "91.11%" in lines["sresnet20-cifar10"]
+    assert "90.12%" not in lines["sresnet20-cifar10"]  # not the whole-split ANN beside a subset SNN
+    assert "99.00%" in lines["svgg11-mnist"]
     result = runner.invoke(app, ["list", "--json"])
     assert result.exit_code == 0
     assert [r["name"] for r in json.loads(result.stdout)] == ["sresnet20-cifar10", "svgg11-mnist"]

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zoo.hub import best_result, validate_index
+from zoo.hub import ann_reference, best_result, validate_index
 from zoo.utils import atomic_path
 
 __all__ = ["card_markdown", "render_card", "render_plot", "render_zoo_table", "render_all"]
@@ -221,11 +221,6 @@ def render_card(entry: dict, out_dir: str | Path, *, plot: bool = True, generate
         tmp.write_text(card_markdown(entry, image=image, generated=generated), encoding="utf-8")
         tmp.chmod(0o644)
     return card
-
-
-def ann_reference(entry: dict) -> float | None:
-    """The ANN's accuracy on the test images the SNN was evaluated on (else on the whole test split)."""
-    return (entry.get("evaluation") or {}).get("ann_accuracy", entry.get("ann_accuracy"))
 
 
 def first_within(entry: dict, tolerance: float = 0.01) -> tuple[str, int, float] | None:

@@ -48,8 +48,8 @@ from zoo.utils import atomic_path, sha256_file
 __all__ = [
     "SCHEMA", "HubError", "ModelNotFoundError", "VariantNotFoundError", "IndexFormatError", "UnsafeFileError",
     "RemoteError", "ChecksumError", "read_index", "write_index", "validate_index", "list_models", "info",
-    "best_result", "remote_url", "cache_dir", "cached_path", "pull", "load", "resolve_variant", "test_data",
-    "NormalizedDataset",
+    "ann_reference", "best_result", "remote_url", "cache_dir", "cached_path", "pull", "load", "resolve_variant",
+    "test_data", "NormalizedDataset",
 ]
 
 log = logging.getLogger(__name__)
@@ -372,10 +372,17 @@ def best_result(entry: dict) -> tuple[str, int, float] | None:
     return None if best is None else best[1]
 
 
+def ann_reference(entry: dict) -> float | None:
+    """The ANN's accuracy on the test images the SNN was evaluated on (else on the whole test split)."""
+    return (entry.get("evaluation") or {}).get("ann_accuracy", entry.get("ann_accuracy"))
+
+
 def list_models(index: dict | None = None) -> list[dict]:
-    """One summary row per model, sorted by name: name, family, arch, dataset, ann_accuracy,
-    default_variant, variants, best_variant, best_accuracy, best_timesteps, energy_ratio (of the best
-    variant), size (bytes of the default variant's file), description."""
+    """One summary row per model, sorted by name: name, family, arch, dataset, ann_accuracy (whole test
+    split), test_images (how many test images the SNNs were evaluated on; None: the whole split),
+    ann_accuracy_same_images (the ANN on those images), default_variant, variants, best_variant, best_accuracy,
+    best_timesteps, energy_ratio (of the best variant), size (bytes of the default variant's file),
+    description."""
     index = _index(index)
     rows = []
     for name, e in sorted(index["models"].items()):
@@ -383,7 +390,8 @@ def list_models(index: dict | None = None) -> list[dict]:
         bvar = e["variants"][best[0]] if best else {}
         rows.append({
             "name": name, "family": e.get("family"), "arch": e.get("arch"), "dataset": e.get("dataset"),
-            "ann_accuracy": e.get("ann_accuracy"), "default_variant": e.get("default_variant"),
+            "ann_accuracy": e.get("ann_accuracy"), "test_images": (e.get("evaluation") or {}).get("test_images"),
+            "ann_accuracy_same_images": ann_reference(e), "default_variant": e.get("default_variant"),
             "variants": sorted(e["variants"]), "best_variant": best[0] if best else None,
             "best_accuracy": best[2] if best else None, "best_timesteps": best[1] if best else None,
             "energy_ratio": bvar.get("energy_ratio"),

@@ -27,7 +27,8 @@ def _pct(v) -> str:
 def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
-    """List the models of the zoo: dataset, ANN accuracy, best spiking variant and accuracy."""
+    """List the models of the zoo: dataset, test images used, ANN accuracy on those images, best spiking
+    variant and its accuracy."""
     from zoo import hub
 
     try:
@@ -44,16 +45,19 @@ def list_cmd(
     width = max([len(r["name"]) for r in rows] + [5])
     table.add_column("Model", no_wrap=True, min_width=width, style="bold")
     table.add_column("Dataset")
-    table.add_column("ANN acc.", justify="right")
+    table.add_column("Test images", justify="right")
+    table.add_column("ANN acc. (same images)", justify="right")
     table.add_column("Best variant")
     table.add_column("Best SNN acc. (T)", justify="right")
-    table.add_column("Energy", justify="right")
-    table.add_column("Variants")
+    table.add_column("Energy SNN/ANN", justify="right")
+    table.add_column("Variants", justify="right")  # how many; `zoo info NAME` and --json name them
     for r in rows:
         best = f"{_pct(r['best_accuracy'])} (T={r['best_timesteps']})" if r["best_variant"] else "–"
         energy = "–" if r["energy_ratio"] is None else f"{r['energy_ratio']:.3g}"
-        table.add_row(r["name"], r["dataset"] or "–", _pct(r["ann_accuracy"]), r["best_variant"] or "–", best,
-                      energy, ", ".join(r["variants"]))
+        images = "–" if r["test_images"] is None else f"{r['test_images']:,}"
+        table.add_row(r["name"], r["dataset"] or "–", images, _pct(r["ann_accuracy_same_images"]),
+                      r["best_variant"] or "–", best,
+                      energy, str(len(r["variants"])))
     console = Console()
     if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
         console = Console(width=max(120, width + 90))
