@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import zoo
+import zoo.models  # noqa: F401  (registers resnet20_cifar &c. with timm)
 from zoo.conversion import ActivationStats, ConversionError, VariantError, calibrate, canonicalize
 from zoo.conversion.calibration import ActivationObserver
 from zoo.conversion.graph import act_points
@@ -116,6 +117,51 @@ def test_threshold_and_weight_forms_emit_identical_spikes(net, channel_wise, dig
             assert torch.equal(sa, sb), f"spikes differ in {name}: {(sa != sb).sum()} of {sa.numel()}"
             total += int(sa.sum())
     assert total > 0
+
+
+def test_weight_form_folds_a_spiking_readout(digits, digits_resnet):
+    """Spike-count readout (Diehl): the weight form moves the readout threshold into the last layer too, so every
+    threshold is 1 and the class spike counts equal the threshold form's."""
+    model = copy.deepcopy(digits_resnet).double()
+    xtr, xte = digits[0][:300].double(), digits[2][:32].double()
+    stats = calibrate(canonicalize(model), xtr, progress=False)
+    kw = dict(stats=stats, encoder="analog", progress=False)
+    thr = zoo.convert(model, xtr, "diehl2015-data", form="threshold", **kw).double()
+    wgt = zoo.convert(model, xtr, "diehl2015-data", form="weight", **kw).double()
+    assert float(thr.readout.neuron.threshold) > 1.5  # the ANN's largest logit on calibration data
+    assert float(wgt.readout.neuron.threshold) == 1.0
+    assert all(float(n.threshold.max()) == 1.0 for n in wgt.neurons().values())
+    a, b = thr.run(xte, 64, chunk=16), wgt.run(xte, 64, chunk=16)
+    assert a.sum() > 0 and torch.equal(a, b)
+
+
+def test_model_based_normalization_fits_float16(tmp_path):
+    """Model-based bounds grow by orders of magnitude with depth: as thresholds they overflow float16 (the
+    published ResNet-20 had inf thresholds, then NaN spikes). diehl2015-model uses the weight form, whose float16
+    checkpoint is finite; the threshold form is refused in float16 with the fix named, and nothing is written."""
+    from zoo.serialization import CheckpointError, load_snn, save_snn
+
+    torch.manual_seed(0)
+    x = torch.rand(16, 3, 32, 32)
+    model = _bn_from_data(timm.create_model("resnet20_cifar", num_classes=10), x)
+    cfg = {"arch": "resnet20_cifar", "arch_kwargs": {"num_classes": 10}}
+    thr = zoo.convert(model, x, "diehl2015-model", form="threshold", progress=False, config=cfg)
+    assert max(float(n.threshold.max()) for n in thr.neurons().values()) > torch.finfo(torch.float16).max
+    with pytest.raises(CheckpointError, match=r"threshold.*overflow float16.*float32.*form: weight"):
+        save_snn(thr, tmp_path / "t16.safetensors", dtype=torch.float16)
+    assert not list(tmp_path.iterdir())
+    save_snn(thr, tmp_path / "t32.safetensors")  # float32 holds it
+
+    snn = zoo.convert(model, x, "diehl2015-model", progress=False, config=cfg)
+    assert snn.config["recipe"]["form"] == "weight"
+    half = load_snn(save_snn(snn, tmp_path / "w16.safetensors", dtype=torch.float16))
+    assert all(bool(torch.isfinite(t).all()) for t in half.state_dict().values() if t.is_floating_point())
+    assert bool(torch.isfinite(half.run(x[:4], 8)).all())
+
+    next(iter(thr.neurons().values())).threshold.fill_(float("nan"))
+    with pytest.raises(CheckpointError, match="inf or NaN"):
+        save_snn(thr, tmp_path / "nan.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t32.safetensors", "w16.safetensors"]
 
 
 # ----------------------------------------------------------------------------------- calibration

@@ -39,12 +39,24 @@ def save_snn(snn: SpikingNetwork, path: str | Path, *, dtype: torch.dtype | None
                               "'arch_kwargs': {...}} so the checkpoint can be rebuilt")
     cfg["format"] = FORMAT
     cfg["dtype"] = str(dtype or torch.float32).replace("torch.", "")
-    tensors = {}
+    tensors, bad = {}, []
     for k, v in snn.state_dict().items():
         v = v.detach().cpu().contiguous()
-        if dtype is not None and v.is_floating_point():
-            v = v.to(dtype)
+        if v.is_floating_point():
+            if not bool(torch.isfinite(v).all()):
+                raise CheckpointError(f"{path}: tensor {k!r} holds inf or NaN; nothing was written. The conversion "
+                                      "that produced it is broken (check its thresholds and calibration data)")
+            if dtype is not None:
+                cast = v.to(dtype)
+                if not bool(torch.isfinite(cast).all()):
+                    bad.append(f"{k} (max |x| = {float(v.abs().max()):.4g})")
+                v = cast
         tensors[k] = v
+    if bad:
+        raise CheckpointError(
+            f"{path}: {', '.join(bad)} overflow {str(dtype).replace('torch.', '')}; nothing was written. Store "
+            "float32 (the zoo's `dtype` in params.yaml, or save_snn(dtype=None)), or convert in the weight form "
+            "(`form: weight`), where thresholds are 1 and weights carry ratios of thresholds")
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(cfg, sort_keys=True, default=str)})
     return Path(path)

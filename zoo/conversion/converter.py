@@ -75,7 +75,10 @@ def build_snn(canonical: fx.GraphModule, thresholds: dict[str, Tensor], recipe: 
                 m.bias.zero_()
     gm.recompile()
     if recipe.form == "weight":
-        to_weight_form(gm)
+        spiking_readout = recipe.readout == "spike_count"
+        to_weight_form(gm, out_threshold if spiking_readout else None)
+        if spiking_readout:
+            out_threshold = torch.ones(1)
     if recipe.encoder == "poisson":
         encoder = PoissonEncoder(recipe.poisson_rate, recipe.seed)
     else:

@@ -224,12 +224,22 @@ def _channels(node: fx.Node) -> int | None:
 
 
 @torch.no_grad()
-def to_weight_form(gm: fx.GraphModule) -> fx.GraphModule:
+def to_weight_form(gm: fx.GraphModule, output_threshold: Tensor | None = None) -> fx.GraphModule:
     """Rewrite a threshold-form SNN body in place into the weight-normalized form (see module docstring).
 
     ``gm`` must carry shape metadata (``ShapeProp``) for per-channel thresholds through flatten.
+    ``output_threshold``: the threshold of a spiking readout (spike-count); its ``1 / threshold`` is folded into
+    the layer producing the output too, so that readout's threshold becomes 1 and every factor in the network
+    is a ratio of thresholds (model-based bounds grow by orders of magnitude with depth: as thresholds they
+    overflow float16, as ratios they do not).
     """
     edges = _Edges(gm)
+    if output_threshold is not None:
+        out = next(n for n in gm.graph.nodes if n.op == "output")
+        src = out.args[0]
+        if not isinstance(src, fx.Node):
+            raise ValueError("a spiking readout needs a network with a single output tensor")
+        edges.push_back(src, out, 1.0 / output_threshold.double().max().reshape(1))
     neurons = [n for n in gm.graph.nodes if edges.kind(n) == "neuron"]
     for node in neurons:
         mod = edges.module(node)

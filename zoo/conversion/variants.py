@@ -135,10 +135,10 @@ _SEEDS = [
          neuron="if", reset="zero", encoder="poisson", readout="spike_count", bias="drop", norm="none",
          maxpool="spike_max"),
     dict(name="diehl2015-model", reference="Diehl et al. 2015, IJCNN",
-         description="Cao's network with model-based normalization: thresholds from the largest possible "
-                     "activation given the weights.",
+         description="Cao's network with model-based weight normalization: each layer's weights scaled by the "
+                     "ratio of the largest activations its weights allow (thresholds 1).",
          neuron="if", reset="zero", encoder="poisson", readout="spike_count", bias="drop", norm="model",
-         maxpool="spike_max"),
+         form="weight", maxpool="spike_max"),
     dict(name="diehl2015-data", reference="Diehl et al. 2015, IJCNN",
          description="Cao's network with data-based normalization: thresholds at the maximum activation seen "
                      "on calibration data (threshold balancing).",
