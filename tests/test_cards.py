@@ -128,6 +128,15 @@ def test_card_says_which_test_images_and_compares_with_the_ann_on_them(tmp_path)
     # within 1 pp of the ANN on the SNN's images: hu2018's 90.0% at T=256 is within 1 pp of 90.5%, not of 91.2%
     assert cards.first_within(sub) == ("hu2018", 256, 0.90)
     assert cards.first_within(_entry(evaluation={"ann_accuracy": 0.912})) is None
+    # exactly 1 pp below counts, however the fractions round: 258 vs 261 of 300, 9,791 vs 9,891 of 10,000
+    edge = _entry(evaluation={"ann_accuracy": 261 / 300})
+    edge["variants"]["hu2018"]["accuracy"]["64"] = 258 / 300
+    assert cards.first_within(edge) == ("hu2018", 64, 258 / 300)
+    edge = _entry(evaluation={"ann_accuracy": 0.9891})
+    edge["variants"]["hu2018"]["accuracy"]["64"] = 0.9791
+    assert cards.first_within(edge) == ("hu2018", 64, 0.9791)
+    edge["variants"]["hu2018"]["accuracy"]["64"] = 0.9790
+    assert cards.first_within(edge) is None  # 1.01 pp below
 
 
 def test_card_says_when_the_snn_comes_within_1pp_of_the_ann(tmp_path):

@@ -229,8 +229,9 @@ def first_within(entry: dict, tolerance: float = 0.01) -> tuple[str, int, float]
     ref = ann_reference(entry)
     if ref is None:
         return None
+    floor = ref - tolerance - 1e-9  # inclusive: exactly 1 pp below (e.g. 3 of 300 images) counts, whatever the rounding
     hits = [(int(t), v, float(a)) for v, var in sorted(entry.get("variants", {}).items())
-            for t, a in (var.get("accuracy") or {}).items() if a is not None and float(a) >= ref - tolerance]
+            for t, a in (var.get("accuracy") or {}).items() if a is not None and float(a) >= floor]
     if not hits:
         return None
     t, v, a = min(hits, key=lambda h: (h[0], -h[2]))
