@@ -182,9 +182,71 @@ def test_missing_cifar_and_imagenet(tmp_path):
     with pytest.raises(DataNotFoundError) as err:
         load_dataset("cifar10", "test", root=tmp_path)
     assert str(tmp_path / "cifar10-jpeg" / "test") in str(err.value)
-    assert "cifar-10-batches-py" in str(err.value)
+    assert "cifar-10-batches-bin" in str(err.value) and "download" in str(err.value)
     with pytest.raises(DataNotFoundError, match="imagenet"):
         load_dataset("imagenet", "val", root=tmp_path)
+
+
+# ------------------------------------------------------------------------------- CIFAR-10 binary version
+def _fake_cifar_binary(root: Path, per_file: int = 3) -> dict[str, np.ndarray]:
+    """CIFAR-10 binary batches: per record a label byte, then the R, G and B planes (1024 bytes each)."""
+    rng = np.random.default_rng(1)
+    d = root / "cifar-10-batches-bin"
+    d.mkdir(parents=True)
+    records = {}
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        rec = rng.integers(0, 256, (per_file, 3073), dtype=np.uint8)
+        rec[:, 0] = rng.integers(0, 10, per_file)
+        rec.tofile(d / name)
+        records[name] = rec
+    return records
+
+
+def test_cifar10_binary_reader(tmp_path):
+    records = _fake_cifar_binary(tmp_path)
+    test = load_dataset("cifar10", "test", root=tmp_path)
+    train = load_dataset("cifar10", "train", root=tmp_path)
+    assert len(test) == 3 and len(train) == 15 and test.classes == CIFAR_CLASSES
+    x, y = test[1]
+    rec = records["test_batch.bin"][1]
+    assert x.dtype == torch.uint8 and x.shape == (3, 32, 32) and int(y) == rec[0]
+    assert torch.equal(x[0], torch.from_numpy(rec[1:1025].reshape(32, 32)))        # red plane first
+    assert torch.equal(x[2, 31], torch.from_numpy(rec[-32:]))                        # blue, last row
+    x_last, y_last = train[14]                                                       # data_batch_5, record 3
+    assert int(y_last) == records["data_batch_5.bin"][2, 0]
+    # a transform gets a PIL image, as with torchvision's datasets
+    seen = []
+    tr = load_dataset("cifar10", "test", root=tmp_path, transform=lambda im: seen.append(im.size) or 7)
+    assert tr[0][0] == 7 and seen == [(32, 32)]
+    out = tmp_path / "prepared"
+    prepare("cifar10", out, root=tmp_path, calib_size=5, progress=False)
+    pd = PreparedData(out)
+    assert torch.equal(pd.raw("test")["images"], torch.stack([test[i][0] for i in range(3)]))
+    assert pd.raw("train")["labels"].tolist() == [int(train[i][1]) for i in range(15)]
+
+
+def test_cifar10_pickles_are_not_read(tmp_path):
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"\x80\x04K\x01.")  # a pickle
+    with pytest.raises(DataNotFoundError) as err:
+        load_dataset("cifar10", "test", root=tmp_path)
+    msg = str(err.value)
+    assert "cifar-10-batches-py" in msg and "not read" in msg and "cifar-10-binary.tar.gz" in msg
+
+
+def test_cifar10_binary_truncated(tmp_path):
+    _fake_cifar_binary(tmp_path)
+    f = tmp_path / "cifar-10-batches-bin" / "test_batch.bin"
+    f.write_bytes(f.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="test_batch.bin.*truncated"):
+        load_dataset("cifar10", "test", root=tmp_path)
+
+
+def test_cifar10_download_failure_is_clear(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo.data, "CIFAR10_BINARY_URL", "http://127.0.0.1:9/cifar-10-binary.tar.gz")
+    with pytest.raises(DataNotFoundError, match="downloading http://127.0.0.1:9/cifar-10-binary.tar.gz failed"):
+        load_dataset("cifar10", "test", root=tmp_path, download=True)
+    assert not (tmp_path / "cifar-10-batches-bin").exists()
 
 
 # ---------------------------------------------------------------------------------- image-folder reader

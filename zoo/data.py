@@ -5,8 +5,11 @@ Sources (``SOURCES``):
 * ``digits``: scikit-learn's 8x8 digits (ships with scikit-learn, no files, works offline). Deterministic
   stratified 80/20 train/test split (seed 0): 1437 / 360 images, float32 in [0, 1] (pixel / 16), [1, 8, 8].
 * ``mnist``: torchvision's MNIST, raw IDX files under ``<root>/MNIST/raw``.
-* ``cifar10``: an image folder ``<root>/cifar10-jpeg/<split>/<class>/*.jpg`` if present, else torchvision's
-  CIFAR10 (``<root>/cifar-10-batches-py``, downloadable).
+* ``cifar10``: an image folder ``<root>/cifar10-jpeg/<split>/<class>/*.jpg`` if present, else the binary
+  version of CIFAR-10 (``<root>/cifar-10-batches-bin/*.bin``, downloadable with torchvision's md5-checked
+  ``download_and_extract_archive``). The binary version is raw bytes (label byte + 3072 pixel bytes per
+  record), read with numpy: the pickled "python version" that ``torchvision.datasets.CIFAR10`` unpickles is
+  refused, because a downloaded pickle can run code.
 * ``imagenet``: an image folder ``<root>/imagenet/<split>/<class>/*`` (splits usually ``train``/``val``).
 
 The data root is :func:`data_root`: an explicit argument, else ``$ZOO_DATA_DIR``, else ``./data/raw``.
@@ -102,6 +105,70 @@ def _digits_split(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (d.images[idx] / 16.0).astype(np.float32), d.target[idx].astype(np.int64), d.images
 
 
+CIFAR10_BINARY_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+CIFAR10_BINARY_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
+CIFAR10_BINARY_DIR = "cifar-10-batches-bin"
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+_CIFAR10_FILES = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
+_CIFAR10_RECORD = 1 + 3 * 32 * 32
+
+
+class TensorImages(TensorDataset):
+    """Decoded images (uint8 [N, C, H, W]) and int64 labels with the dataset's ``classes`` and the ``files``
+    they were read from. ``transform``, if given, receives each image as a PIL image (as torchvision's
+    datasets do) and returns the tensor."""
+
+    def __init__(self, images: Tensor, labels: Tensor, classes: Sequence[str],
+                 transform: Callable | None = None, files: Sequence[Path] = ()) -> None:
+        super().__init__(images, labels)
+        self.classes, self.transform, self.files = list(classes), transform, [Path(f) for f in files]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        x, y = super().__getitem__(i)
+        if self.transform is not None:
+            from torchvision.transforms.functional import to_pil_image
+
+            x = self.transform(to_pil_image(x))
+        return x, y
+
+
+def _cifar10_binary(root: Path, split: str, download: bool, transform: Callable | None,
+                    folder: Path) -> TensorImages:
+    """CIFAR-10's binary version: per record one label byte and 3072 pixel bytes (1024 R, G, B planes)."""
+    binary = root / CIFAR10_BINARY_DIR
+    files = [binary / f for f in _CIFAR10_FILES[split]]
+    if download and not all(f.is_file() for f in files):
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        try:
+            download_and_extract_archive(CIFAR10_BINARY_URL, str(root), md5=CIFAR10_BINARY_MD5)
+        except (RuntimeError, OSError) as err:  # urllib's URLError is an OSError
+            raise DataNotFoundError("cifar10", binary, f"downloading {CIFAR10_BINARY_URL} failed ({err})") from err
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        pickles = root / "cifar-10-batches-py"
+        detail = (f"neither the image folder {folder}/<class>/*.jpg nor the binary version {binary}/"
+                  f"{missing[0].name} exists")
+        if pickles.is_dir():
+            detail += (f"; {pickles} (the pickled python version) is not read, because unpickling a downloaded "
+                       "file can run code: get cifar-10-binary.tar.gz instead")
+        raise DataNotFoundError("cifar10", binary, detail)
+    chunks = []
+    for f in files:
+        raw = np.fromfile(f, dtype=np.uint8)
+        if raw.size == 0 or raw.size % _CIFAR10_RECORD:
+            raise ValueError(f"{f}: {raw.size} bytes is not a whole number of {_CIFAR10_RECORD}-byte CIFAR-10 "
+                             "records (truncated?); delete it and download cifar-10-binary.tar.gz again")
+        chunks.append(raw.reshape(-1, _CIFAR10_RECORD))
+    records = np.concatenate(chunks)
+    labels = torch.from_numpy(records[:, 0].astype(np.int64))
+    if int(labels.max()) >= len(CIFAR10_CLASSES):
+        raise ValueError(f"{binary}: label {int(labels.max())} out of range 0-9; these are not CIFAR-10 "
+                         "binary batches (CIFAR-100's binary files have two label bytes)")
+    images = torch.from_numpy(np.ascontiguousarray(records[:, 1:])).view(-1, 3, 32, 32)
+    return TensorImages(images, labels, CIFAR10_CLASSES, transform, files)
+
+
 def _default_transform(transform: Callable | None) -> Callable:
     if transform is not None:
         return transform
@@ -155,17 +222,7 @@ def load_dataset(source: str, split: str, root: str | Path | None = None, downlo
         folder = root / "cifar10-jpeg" / split
         if folder.is_dir():
             return _image_folder("cifar10", folder, transform)
-        from torchvision.datasets import CIFAR10
-
-        pickles = root / "cifar-10-batches-py"
-        if not download and not pickles.is_dir():
-            raise DataNotFoundError("cifar10", folder, f"neither the image folder {folder}/<class>/*.jpg nor "
-                                                       f"torchvision's {pickles} exists")
-        try:
-            return CIFAR10(str(root), train=split == "train", download=download,
-                           transform=_default_transform(transform))
-        except (RuntimeError, OSError) as err:
-            raise DataNotFoundError("cifar10", pickles, str(err)) from err
+        return _cifar10_binary(root, split, download, transform, folder)
     # imagenet
     folder = root / "imagenet" / split
     if not folder.is_dir():
@@ -202,18 +259,16 @@ def _decode(ds: Dataset, desc: str, num_workers: int | None, progress: bool) -> 
 
 def _to_tensors(source: str, ds: Dataset, desc: str, num_workers: int | None,
                 progress: bool) -> tuple[Tensor, Tensor]:
-    if isinstance(ds, TensorDataset):
+    if isinstance(ds, TensorDataset) and getattr(ds, "transform", None) is None:
         return ds.tensors[0].contiguous(), ds.tensors[1].to(torch.int64)
     data = getattr(ds, "data", None)
     targets = getattr(ds, "targets", None)
     if source == "mnist" and isinstance(data, Tensor):  # decoded IDX already in memory
         return data.unsqueeze(1).contiguous(), torch.as_tensor(targets, dtype=torch.int64)
-    if source == "cifar10" and isinstance(data, np.ndarray):  # torchvision's CIFAR10: [N, 32, 32, 3] uint8
-        return torch.from_numpy(data).permute(0, 3, 1, 2).contiguous(), torch.as_tensor(targets, dtype=torch.int64)
     return _decode(ds, desc, num_workers, progress)
 
 
-def _listing_sha(source: str, datasets: Sequence[Dataset], root: Path) -> tuple[str, int]:
+def _listing_sha(source: str, datasets: Sequence[Dataset]) -> tuple[str, int]:
     """sha256 of the source listing: (relative path, size) of every image of an image folder, (name, size,
     content sha256) of the few files of file-based sources, the array bytes for digits."""
     h = hashlib.sha256()
@@ -233,8 +288,12 @@ def _listing_sha(source: str, datasets: Sequence[Dataset], root: Path) -> tuple[
                 p = Path(path)
                 h.update(f"{p.relative_to(base.parent).as_posix()}\t{p.stat().st_size}\t{label}\n".encode())
                 count += 1
+        elif getattr(ds, "files", None):  # TensorImages read from files (CIFAR-10 binary batches)
+            for p in ds.files:  # type: ignore[attr-defined]
+                h.update(f"{p.name}\t{p.stat().st_size}\t{sha256_file(p)}\n".encode())
+                count += 1
         else:
-            folder = Path(getattr(ds, "raw_folder", None) or (root / "cifar-10-batches-py"))
+            folder = Path(ds.raw_folder)  # type: ignore[attr-defined]  # torchvision's MNIST
             for p in sorted(folder.iterdir()):
                 if p.is_file() and not p.name.endswith(".gz") and not p.name.endswith(".tar.gz"):
                     h.update(f"{p.name}\t{p.stat().st_size}\t{sha256_file(p)}\n".encode())
@@ -290,7 +349,7 @@ def prepare(source: str, out_dir: str | Path, root: str | Path | None = None, do
     ds_train = load_dataset(source, "train", root, download, transform=transform)
     ds_test = load_dataset(source, splits[1], root, download, transform=transform)
     classes = [str(c) for c in getattr(ds_train, "classes", [])]
-    listing_sha, listing_count = _listing_sha(source, [ds_train, ds_test], data_root(root))
+    listing_sha, listing_count = _listing_sha(source, [ds_train, ds_test])
 
     x_train, y_train = _to_tensors(source, ds_train, f"{source} train", num_workers, progress)
     x_test, y_test = _to_tensors(source, ds_test, f"{source} {splits[1]}", num_workers, progress)
@@ -337,6 +396,17 @@ def prepare(source: str, out_dir: str | Path, root: str | Path | None = None, do
          "normalization": fp["normalization"], "classes": classes}, sort_keys=True).encode()).hexdigest()
     write_json(out_dir / FINGERPRINT, fp)
     return fp
+
+
+def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float], scale: float = 1.0) -> Tensor:
+    """``(images / scale - mean) / std`` per channel, as float32 on the images' device: one image [C, H, W]
+    or a batch [N, C, H, W]. The one normalization of the prepared data and of the hub's test sets."""
+    x = images.to(torch.float32)
+    if scale != 1.0:
+        x = x / scale
+    shape = (1, -1, 1, 1) if x.ndim == 4 else (-1, 1, 1)
+    return (x - torch.tensor(mean, dtype=torch.float32, device=x.device).view(shape)) \
+        / torch.tensor(std, dtype=torch.float32, device=x.device).view(shape)
 
 
 # ------------------------------------------------------------------------------------------ loading back
@@ -405,14 +475,7 @@ class PreparedData:
 
     def normalize(self, images: Tensor) -> Tensor:
         """``(images / scale - mean) / std`` per channel, as float32 on the images' device."""
-        x = images.to(torch.float32)
-        scale = float(self.fingerprint.get("scale", 1.0))
-        if scale != 1.0:
-            x = x / scale
-        shape = (1, -1, 1, 1) if x.ndim == 4 else (-1, 1, 1)
-        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(shape)
-        std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(shape)
-        return (x - mean) / std
+        return normalize(images, self.mean, self.std, float(self.fingerprint.get("scale", 1.0)))
 
     def split(self, name: str) -> TensorDataset:
         t = self.raw(name)
@@ -436,4 +499,4 @@ class PreparedData:
 
 
 __all__ = ["SOURCES", "DataNotFoundError", "data_root", "load_dataset", "prepare", "PreparedData",
-           "DigitsDataset"]
+           "DigitsDataset", "TensorImages", "normalize"]

@@ -432,11 +432,11 @@ def NormalizedDataset(base, mean: list[float], std: list[float], scale: float = 
 def _normalized_class():
     import torch
 
+    from zoo.data import normalize
+
     class _Normalized(torch.utils.data.Dataset):
         def __init__(self, base, mean, std, scale) -> None:
-            self.base, self.scale = base, float(scale)
-            self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-            self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+            self.base, self.mean, self.std, self.scale = base, list(mean), list(std), float(scale)
             self.classes = getattr(base, "classes", None)
 
         def __len__(self) -> int:
@@ -444,8 +444,7 @@ def _normalized_class():
 
         def __getitem__(self, i: int):
             x, y = self.base[i]
-            x = torch.as_tensor(x).to(torch.float32) / self.scale
-            return (x - self.mean) / self.std, int(y)
+            return normalize(torch.as_tensor(x), self.mean, self.std, self.scale), int(y)
 
     _Normalized.__name__ = _Normalized.__qualname__ = "NormalizedDataset"
     return _Normalized
