@@ -66,6 +66,19 @@ def test_render_card_is_deterministic(tmp_path):
         (tmp_path / "b" / b.with_suffix(".png").name).read_bytes()
 
 
+def test_card_marks_unpublished_variants(tmp_path):
+    e = _entry()
+    var = e["variants"]["rueckauer2017"]
+    for k in ("file", "size", "sha256"):
+        var.pop(k)
+    var["rebuild"] = "dvc repro convert-full@sresnet20-cifar10-rueckauer2017"
+    md = cards.card_markdown(e)
+    assert "| `rueckauer2017` | not published | – | rebuild: `dvc repro convert-full@sresnet20-cifar10-rueckauer2017` |" in md
+    assert "the 1 others were measured" in md
+    assert 'variant="rueckauer2017"' not in md  # no load example for a file that is not there
+    assert "| `rueckauer2017` |" in md.split("## Accuracy vs. timesteps")[1]  # its figures stay
+
+
 def test_card_tolerates_missing_optional_fields(tmp_path):
     e = _entry(name="bare")
     for k in ("family", "arch_kwargs", "input_shape", "description", "notes", "git_commit", "params"):

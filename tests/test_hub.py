@@ -275,6 +275,33 @@ def test_unknown_name_suggests_close_names(zoo_env):
         hub.pull("sresnet20-cifar10", "hu2019")
 
 
+def test_measured_but_unpublished_variant(zoo_env):
+    """A variant without a file (zoos.<zoo>.default_only) keeps its figures; pulling it names the rebuild."""
+    index = copy.deepcopy(zoo_env.index)
+    var = index["models"]["sresnet20-cifar10"]["variants"]["rueckauer2017"]
+    for k in ("file", "size", "sha256"):
+        var.pop(k)
+    var["rebuild"] = "dvc repro convert-full@sresnet20-cifar10-rueckauer2017"
+    hub.validate_index(index)
+    with pytest.raises(hub.NotPublishedError) as exc:
+        hub.pull("sresnet20-cifar10", "rueckauer2017", index=index)
+    assert isinstance(exc.value, hub.VariantNotFoundError)
+    msg = str(exc.value)
+    assert "'rueckauer2017' was measured" in msg and "the default is 'hu2018'" in msg
+    assert "`dvc repro convert-full@sresnet20-cifar10-rueckauer2017`" in msg
+    assert _cache_files(zoo_env.cache) == []
+    assert hub.pull("sresnet20-cifar10", index=index).name == "sresnet20-cifar10.hu2018.safetensors"
+    # the default variant must be downloadable; half a file record is malformed
+    bad = copy.deepcopy(index)
+    bad["models"]["sresnet20-cifar10"]["default_variant"] = "rueckauer2017"
+    with pytest.raises(hub.IndexFormatError, match=r"variants\['rueckauer2017'\]\.file.*default variant"):
+        hub.validate_index(bad)
+    bad = copy.deepcopy(index)
+    bad["models"]["sresnet20-cifar10"]["variants"]["rueckauer2017"]["sha256"] = "a" * 64
+    with pytest.raises(hub.UnsafeFileError):
+        hub.validate_index(bad)
+
+
 def test_list_models_and_info(zoo_env):
     rows = hub.list_models()
     assert [r["name"] for r in rows] == ["sresnet20-cifar10", "svgg11-mnist"]

@@ -165,6 +165,47 @@ def test_published_model_loads(project, monkeypatch):
     assert r.accuracy[64] == pytest.approx(index["models"]["resnet-mini-digits"]["variants"]["rueckauer2017"]["accuracy"]["64"])
 
 
+def test_default_only_publishes_one_checkpoint_and_the_budget_is_enforced(project, monkeypatch, tmp_path):
+    """zoos.<zoo>.default_only: the index keeps every variant's figures, only the default variant has a file;
+    a zoo over max_mib is refused before anything is written."""
+    import zoo
+    from zoo import hub, stages
+    from zoo.config import load_params
+
+    repo = project["repo"]
+    monkeypatch.chdir(repo)
+    p = load_params(repo / "params.yaml")
+    out = tmp_path / "published"
+    demo = p.zoos["demo"].model_copy(update={"dir": str(out), "default_only": ["resnet-mini-digits"]})
+    p = p.model_copy(update={"zoos": {**p.zoos, "demo": demo},
+                             "publish": p.publish.model_copy(update={"registry": False})})
+    stages.publish(p, "demo")
+    index = json.loads((out / "index.json").read_text())
+    entry = index["models"]["resnet-mini-digits"]
+    default = entry["default_variant"]
+    files = sorted(f.name for f in out.glob("resnet-mini-digits.*.safetensors"))
+    assert files == [f"resnet-mini-digits.{default}.safetensors"]
+    assert len(list(out.glob("vgg-mini-digits.*.safetensors"))) == len(demo.variants)  # not in default_only
+    other = next(v for v in demo.variants if v != default)
+    assert "file" not in entry["variants"][other] and entry["variants"][other]["accuracy"]
+    assert entry["variants"][other]["rebuild"] == f"dvc repro convert-demo@resnet-mini-digits-{other}"
+    card = (out / "resnet-mini-digits.md").read_text()
+    assert "not published" in card and f"convert-demo@resnet-mini-digits-{other}" in card
+    monkeypatch.setenv("ZOO_INDEX", str(out / "index.json"))
+    monkeypatch.setenv("ZOO_REMOTE", out.as_uri())
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    assert zoo.load("resnet-mini-digits").zoo_variant == default
+    with pytest.raises(hub.NotPublishedError, match=f"{other!r} was measured.*convert-demo@resnet-mini-digits-{other}"):
+        zoo.load("resnet-mini-digits", other)
+    assert not (tmp_path / "cache" / f"resnet-mini-digits.{other}.safetensors").exists()
+
+    total = sum(f.stat().st_size for f in out.glob("*.safetensors"))
+    tight = demo.model_copy(update={"dir": str(tmp_path / "over"), "max_mib": (total - 1) / 2**20})
+    with pytest.raises(ValueError, match=r"zoos\.demo\.max_mib.*vgg-mini-digits.*Fix: add the largest models"):
+        stages.publish(p.model_copy(update={"zoos": {**p.zoos, "demo": tight}}), "demo")
+    assert not (tmp_path / "over").exists()
+
+
 def test_two_queued_experiments_share_one_mlflow_store(project):
     repo, env = project["repo"], project["env"]
     from mlflow.tracking import MlflowClient

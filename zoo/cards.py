@@ -136,18 +136,29 @@ def card_markdown(entry: dict, *, image: str | None = None, generated: str | Non
               "and analog-input MACs) relative to the ANN's multiply-accumulates; lower is better.", ""]
 
     lines += ["## Files and checksums", ""]
-    rows = [[f"`{v}`", f"`{entry['variants'][v].get('file')}`", _size(entry["variants"][v].get("size")),
-             f"`{entry['variants'][v].get('sha256')}`"] for v in _variants(entry)]
+    rows, unpublished = [], []
+    for v in _variants(entry):
+        var = entry["variants"][v]
+        if "file" in var:
+            rows.append([f"`{v}`", f"`{var['file']}`", _size(var.get("size")), f"`{var.get('sha256')}`"])
+        else:
+            unpublished.append(v)
+            rows.append([f"`{v}`", "not published", _DASH,
+                         f"rebuild: `{var['rebuild']}`" if var.get("rebuild") else _DASH])
     lines += _table(["Variant", "File", "Size", "sha256"], rows) + [""]
     lines += ["`zoo.load` and `zoo pull` verify the size and sha256 before a file is used; the files are "
               "safetensors (no pickle).", ""]
+    if unpublished:
+        lines += [f"Only the published variants' checkpoints are in the zoo, to keep it small; the "
+                  f"{len(unpublished)} others were measured (figures above) and are rebuilt from a checkout "
+                  "with the command in their row.", ""]
 
     lines += ["## How to load it", "", "```python", "import zoo",
               f'snn = zoo.load("{name}")' + (f'  # variant "{default}"' if default else ""),
               (f'data = zoo.test_data("{name}")  # {entry["dataset"]} test split, normalized as in training'
                if entry.get("input") else "data = ...  # your test images, normalized as the ANN was trained"),
               f"result = zoo.simulate(snn, data, timesteps={ts or [1, 2, 4, 8, 16, 32]})", "```", ""]
-    others = [v for v in _variants(entry) if v != default]
+    others = [v for v in _variants(entry) if v != default and "file" in entry["variants"][v]]
     if others:
         lines += [f'Other variants: `zoo.load("{name}", variant="{others[0]}")`. '
                   f"From the shell: `zoo pull {name}` prints the verified local path.", ""]

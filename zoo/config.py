@@ -132,6 +132,10 @@ class ZooConfig(_Strict):
     variants: list[str] = Field(description="the variants (keys of `variants`) converted for every model")
     dtype: Literal["float32", "float16"] = "float32"
     remote: str | None = Field(None, description="base URL where the published files are served")
+    default_only: list[str] = Field(default_factory=list, description=(
+        "models whose default variant alone gets a published checkpoint (the index still holds every variant's "
+        "measurements; the others are rebuilt with `dvc repro convert-<zoo>@<model>-<variant>`)"))
+    max_mib: float = Field(64.0, gt=0, description="publish fails if the zoo's checkpoints exceed this many MiB")
 
 
 class PublishConfig(_Strict):
@@ -185,6 +189,9 @@ class Params(_Strict):
                 elif m in owner:
                     errors.append(f"zoos.{zname}.models: {m!r} is already in zoo {owner[m]!r}; a model belongs to one zoo")
                 owner[m] = zname
+            for m in z.default_only:
+                if m not in z.models:
+                    errors.append(_unknown(f"zoos.{zname}.default_only", m, z.models))
             for v in z.variants:
                 if v not in self.variants:
                     errors.append(_unknown(f"zoos.{zname}.variants", v, self.variants))

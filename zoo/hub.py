@@ -1,8 +1,10 @@
 """The published zoo: the index, the remote, a verified download cache and :func:`load`.
 
 The zoo is described by one JSON index (``models/zoo/index.json`` in the repository, written by the
-pipeline's publish stage through :func:`write_index`). Every (model, variant) is ONE ``.safetensors`` file
-listed in the index with its size and sha256; the files live next to the index on the remote.
+pipeline's publish stage through :func:`write_index`). Every published (model, variant) is ONE
+``.safetensors`` file listed in the index with its size and sha256; the files live next to the index on the
+remote. A variant without a file was measured but not published (the zoo's ``default_only`` models keep only
+their default variant's checkpoint); its record says how to ``rebuild`` it.
 
 Where things come from (environment variables first):
 
@@ -46,7 +48,8 @@ from typing import Any, BinaryIO
 from zoo.utils import atomic_path, sha256_file
 
 __all__ = [
-    "SCHEMA", "HubError", "ModelNotFoundError", "VariantNotFoundError", "IndexFormatError", "UnsafeFileError",
+    "SCHEMA", "HubError", "ModelNotFoundError", "VariantNotFoundError", "NotPublishedError", "IndexFormatError",
+    "UnsafeFileError",
     "RemoteError", "ChecksumError", "read_index", "write_index", "validate_index", "list_models", "info",
     "ann_reference", "best_result", "remote_url", "cache_dir", "cached_path", "pull", "load", "resolve_variant",
     "test_data", "NormalizedDataset",
@@ -83,6 +86,11 @@ class ModelNotFoundError(HubError, KeyError):
 
 class VariantNotFoundError(HubError, KeyError):
     """The model has no variant of that name (the message lists the ones it has)."""
+
+
+class NotPublishedError(VariantNotFoundError):
+    """The variant was measured (its figures are in the index) but its checkpoint is not published: zoos keep
+    only the default variant of their largest models in git (``zoos.<zoo>.default_only``)."""
 
 
 class IndexFormatError(HubError, ValueError):
@@ -153,13 +161,15 @@ def check_file_name(file: Any, where: str = "file") -> str:
 def _validate_variant(var: Any, where: str) -> None:
     if not isinstance(var, dict):
         _fail(where, f"expected an object, got {type(var).__name__}")
-    check_file_name(var.get("file"), f"{where}.file")
-    _check_type(var, "size", where, (int,), required=True)
-    if var["size"] < 0:
-        _fail(f"{where}.size", f"negative size {var['size']}")
-    sha = var.get("sha256")
-    if not isinstance(sha, str) or not _SHA_RE.fullmatch(sha):
-        _fail(f"{where}.sha256", f"expected 64 lowercase hex characters, got {sha!r}")
+    if "file" in var or any(k in var for k in ("size", "sha256")):  # a published checkpoint
+        check_file_name(var.get("file"), f"{where}.file")
+        _check_type(var, "size", where, (int,), required=True)
+        if var["size"] < 0:
+            _fail(f"{where}.size", f"negative size {var['size']}")
+        sha = var.get("sha256")
+        if not isinstance(sha, str) or not _SHA_RE.fullmatch(sha):
+            _fail(f"{where}.sha256", f"expected 64 lowercase hex characters, got {sha!r}")
+    _check_type(var, "rebuild", where, (str,))
     acc = var.get("accuracy")
     if not isinstance(acc, dict):
         _fail(f"{where}.accuracy", f"expected an object {{T: accuracy}}, got {acc!r}")
@@ -204,6 +214,8 @@ def _validate_entry(name: Any, entry: Any, where: str) -> None:
     default = entry.get("default_variant")
     if default not in variants:
         _fail(f"{where}.default_variant", f"{default!r} is not one of its variants {sorted(variants)}")
+    if "file" not in variants[default]:
+        _fail(f"{where}.variants[{default!r}].file", "the default variant must have a published checkpoint")
 
 
 def validate_index(index: Any, source: str = "index") -> dict:
@@ -345,6 +357,21 @@ def _entry(index: dict, name: str) -> dict:
         raise ModelNotFoundError(f"no model {name!r} in the zoo{hint} (`zoo list` shows all {len(models)} "
                                  "models)")
     return models[name]
+
+
+def published_variant(entry: dict, variant: str | None = None) -> tuple[str, dict]:
+    """:func:`resolve_variant` for a variant whose checkpoint can be pulled; :class:`NotPublishedError` for one
+    that was only measured."""
+    vname, var = resolve_variant(entry, variant)
+    if "file" not in var:
+        published = sorted(v for v, r in entry.get("variants", {}).items() if "file" in r)
+        how = f"`{var['rebuild']}`" if var.get("rebuild") else "the pipeline's convert stage"
+        raise NotPublishedError(
+            f"model {entry.get('name')!r}: variant {vname!r} was measured (`zoo info` shows its figures) but its "
+            f"checkpoint is not published, to keep the zoo small. Load a published variant "
+            f"({', '.join(repr(v) for v in published)}; the default is {entry.get('default_variant')!r}), or build "
+            f"it from a checkout with {how}")
+    return vname, var
 
 
 def resolve_variant(entry: dict, variant: str | None = None) -> tuple[str, dict]:
@@ -585,7 +612,7 @@ def _fetch_bytes(base: str, name: str, limit: int = MAX_INDEX_BYTES) -> bytes:
 # ------------------------------------------------------------------------------------------------- pull
 def cached_path(name: str, variant: str | None = None, index: dict | None = None) -> Path:
     """Where the file of (``name``, ``variant``) is (or would be) cached; no download, no verification."""
-    _, var = resolve_variant(_entry(_index(index), name), variant)
+    _, var = published_variant(_entry(_index(index), name), variant)
     return cache_dir() / check_file_name(var.get("file"), f"models[{name!r}].file")
 
 
@@ -599,12 +626,13 @@ def pull(name: str, variant: str | None = None, *, force: bool = False, index: d
     cache directory with a progress bar (``progress=None``: only on a terminal) and are renamed into place only
     after their size and sha256 match, so the cache never holds an unverified file.
 
-    Raises :class:`ModelNotFoundError`, :class:`VariantNotFoundError`, :class:`UnsafeFileError`,
+    Raises :class:`ModelNotFoundError`, :class:`VariantNotFoundError` (:class:`NotPublishedError` for a variant
+    that was measured but not published), :class:`UnsafeFileError`,
     :class:`RemoteError` (unreachable remote, HTTP error, truncated transfer) or :class:`ChecksumError`.
     """
     index = _index(index)
     entry = _entry(index, name)
-    vname, var = resolve_variant(entry, variant)
+    vname, var = published_variant(entry, variant)
     where = f"models[{name!r}].variants[{vname!r}]"
     _validate_variant(var, where)  # also refuses anything but a plain .safetensors name
     file, size, sha = var["file"], var["size"], var["sha256"]
@@ -639,7 +667,7 @@ def load(name: str, variant: str | None = None):
     see :func:`info`) and ``.zoo_variant`` attached.
     """
     index = read_index()
-    vname, _ = resolve_variant(_entry(index, name), variant)
+    vname, _ = published_variant(_entry(index, name), variant)
     path = pull(name, vname, index=index)
     from zoo.serialization import load_snn
 

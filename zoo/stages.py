@@ -228,14 +228,39 @@ def evaluate(p: Params, model: str, variant: str) -> None:
     log.info("%s/%s: %s", model, variant, {t: round(a, 4) for t, a in result.accuracy.items()})
 
 
+def _published_files(p: Params, zoo: str, defaults: dict[str, str]) -> dict[tuple[str, str], Path]:
+    """(model, variant) -> the SNN checkpoint to publish: every variant, or only the default one for the zoo's
+    ``default_only`` models. Raises ValueError, before anything is written, if they exceed ``max_mib``."""
+    z = p.zoos[zoo]
+    files = {(m, v): snn_file(zoo, m, v) for m in z.models for v in z.variants
+             if m not in z.default_only or v == defaults[m]}
+    total = sum(f.stat().st_size for f in files.values())
+    if total > z.max_mib * 2**20:
+        per_model: dict[str, int] = {}
+        for (m, _), f in files.items():
+            per_model[m] = per_model.get(m, 0) + f.stat().st_size
+        sizes = ", ".join(f"{m} {b / 2**20:.1f} MiB" for m, b in sorted(per_model.items(), key=lambda kv: -kv[1]))
+        raise ValueError(f"zoo {zoo!r}: its checkpoints take {total / 2**20:.1f} MiB, more than zoos.{zoo}.max_mib "
+                         f"= {z.max_mib:g} ({sizes}). Fix: add the largest models to zoos.{zoo}.default_only "
+                         f"(only their default variant is published), or raise max_mib if the files need not "
+                         f"live in git")
+    return files
+
+
 def publish(p: Params, zoo: str) -> None:
     from zoo import cards, hub
     from zoo.tracking import best_variant, git_commit, register_champion
 
     z = p.zoos[zoo]
     out = Path(z.dir)
-    out.mkdir(parents=True, exist_ok=True)
     uri = _tracking_uri(p)
+    T = str(p.tracking.champion_at_T)
+    evals = {(m, v): json.loads((eval_dir(zoo, m) / f"{v}.json").read_text()) for m in z.models for v in z.variants}
+    # the default variant: the most accurate at champion_at_T (the first listed on ties)
+    defaults = {m: max(z.variants, key=lambda v: (evals[m, v]["accuracy"].get(T, 0.0), -z.variants.index(v)))
+                for m in z.models}
+    files = _published_files(p, zoo, defaults)
+    out.mkdir(parents=True, exist_ok=True)
     index: dict[str, Any] = {"schema": 1, "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                              "models": {}}
     if z.remote:
@@ -253,26 +278,25 @@ def publish(p: Params, zoo: str) -> None:
         ds = meta.get("dataset") or {}
         if ds.get("normalization"):  # for zoo.test_data: the test split normalized as in training
             entry["input"] = {"source": ds.get("source", p.datasets[m.dataset].source), **ds["normalization"]}
-        best = None
         for variant in z.variants:
-            ev = json.loads((eval_dir(zoo, model) / f"{variant}.json").read_text())
+            ev = evals[model, variant]
             src = snn_file(zoo, model, variant)
-            name = f"{model}.{variant}.safetensors"
-            shutil.copyfile(src, out / name)
-            keep.add(name)
             recipe = json.loads(src.with_suffix(".json").read_text())["recipe"]
-            entry["variants"][variant] = {
+            var = entry["variants"][variant] = {
                 "accuracy": ev["accuracy"], "energy_ratio": ev["energy_ratio"][max(ev["energy_ratio"], key=int)],
                 "energy_ratio_per_T": ev["energy_ratio"],
                 "spikes_per_image": ev["spikes_per_image"][max(ev["spikes_per_image"], key=int)],
                 "synops_per_image": ev["synops_per_image"][max(ev["synops_per_image"], key=int)],
-                "test_images": ev["images"], "recipe": recipe, "file": name,
-                "size": (out / name).stat().st_size, "sha256": sha256_file(out / name)}
-            T = str(p.tracking.champion_at_T)
-            acc = ev["accuracy"].get(T, 0.0)
-            if best is None or acc > best[1]:
-                best = (variant, acc)
-        entry["default_variant"] = best[0]
+                "test_images": ev["images"], "recipe": recipe}
+            if (model, variant) in files:
+                name = f"{model}.{variant}.safetensors"
+                shutil.copyfile(src, out / name)
+                keep.add(name)
+                var.update(file=name, size=(out / name).stat().st_size, sha256=sha256_file(out / name))
+            else:
+                var["rebuild"] = f"dvc repro convert-{zoo}@{model}-{variant}"
+        entry["default_variant"] = defaults[model]
+        ev = evals[model, defaults[model]]
         entry["evaluation"] = {"test_images": ev["images"], "test_split_images": ev.get("test_split_images"),
                                "ann_accuracy": ev["ann_accuracy"]}
         if p.publish.registry:
@@ -287,7 +311,7 @@ def publish(p: Params, zoo: str) -> None:
             stale.unlink()
     hub.write_index(index, out / "index.json")
     cards.render_all(index, out)
-    log.info("published %d models to %s", len(index["models"]), out)
+    log.info("published %d models (%d checkpoints) to %s", len(index["models"]), len(keep), out)
 
 
 def _lock_md5(stage: str) -> str:
