@@ -291,6 +291,11 @@ def test_measured_but_unpublished_variant(zoo_env):
     assert "`dvc repro convert-full@sresnet20-cifar10-rueckauer2017`" in msg
     assert _cache_files(zoo_env.cache) == []
     assert hub.pull("sresnet20-cifar10", index=index).name == "sresnet20-cifar10.hu2018.safetensors"
+    row = hub.list_models(index)[0]
+    assert row["variants"] == ["hu2018", "rueckauer2017"] and row["published_variants"] == ["hu2018"]
+    hub.write_index(index, zoo_env.remote / "index.json")
+    out = CliRunner().invoke(app, ["list"])
+    assert out.exit_code == 0 and "2 (1 published)" in out.output
     # the default variant must be downloadable; half a file record is malformed
     bad = copy.deepcopy(index)
     bad["models"]["sresnet20-cifar10"]["default_variant"] = "rueckauer2017"

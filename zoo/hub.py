@@ -407,7 +407,8 @@ def ann_reference(entry: dict) -> float | None:
 def list_models(index: dict | None = None) -> list[dict]:
     """One summary row per model, sorted by name: name, family, arch, dataset, ann_accuracy (whole test
     split), test_images (how many test images the SNNs were evaluated on; None: the whole split),
-    ann_accuracy_same_images (the ANN on those images), default_variant, variants, best_variant, best_accuracy,
+    ann_accuracy_same_images (the ANN on those images), default_variant, variants, published_variants (those
+    with a checkpoint to download), best_variant, best_accuracy,
     best_timesteps, energy_ratio (of the best variant), size (bytes of the default variant's file),
     description."""
     index = _index(index)
@@ -419,7 +420,9 @@ def list_models(index: dict | None = None) -> list[dict]:
             "name": name, "family": e.get("family"), "arch": e.get("arch"), "dataset": e.get("dataset"),
             "ann_accuracy": e.get("ann_accuracy"), "test_images": (e.get("evaluation") or {}).get("test_images"),
             "ann_accuracy_same_images": ann_reference(e), "default_variant": e.get("default_variant"),
-            "variants": sorted(e["variants"]), "best_variant": best[0] if best else None,
+            "variants": sorted(e["variants"]),
+            "published_variants": sorted(v for v, r in e["variants"].items() if "file" in r),
+            "best_variant": best[0] if best else None,
             "best_accuracy": best[2] if best else None, "best_timesteps": best[1] if best else None,
             "energy_ratio": bvar.get("energy_ratio"),
             "size": e["variants"].get(e.get("default_variant"), {}).get("size"),

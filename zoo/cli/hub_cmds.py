@@ -23,6 +23,12 @@ def _pct(v) -> str:
     return "–" if v is None else f"{100 * float(v):.2f}%"
 
 
+def _variant_count(row: dict) -> str:
+    """``7``, or ``7 (1 published)`` when only some variants have a checkpoint to download."""
+    n, published = len(row["variants"]), len(row.get("published_variants", row["variants"]))
+    return str(n) if published == n else f"{n} ({published} published)"
+
+
 @app.command("list")
 def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
@@ -50,14 +56,14 @@ def list_cmd(
     table.add_column("Best variant")
     table.add_column("Best SNN acc. (T)", justify="right")
     table.add_column("Energy SNN/ANN", justify="right")
-    table.add_column("Variants", justify="right")  # how many; `zoo info NAME` and --json name them
+    table.add_column("Variants", justify="right", no_wrap=True)  # how many (published); `zoo info NAME` and --json name them
     for r in rows:
         best = f"{_pct(r['best_accuracy'])} (T={r['best_timesteps']})" if r["best_variant"] else "–"
         energy = "–" if r["energy_ratio"] is None else f"{r['energy_ratio']:.3g}"
         images = "–" if r["test_images"] is None else f"{r['test_images']:,}"
         table.add_row(r["name"], r["dataset"] or "–", images, _pct(r["ann_accuracy_same_images"]),
                       r["best_variant"] or "–", best,
-                      energy, str(len(r["variants"])))
+                      energy, _variant_count(r))
     console = Console()
     if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
         console = Console(width=max(120, width + 90))
