@@ -97,28 +97,24 @@ def test_published_model_matches_its_index(zoo_name, name, served, tmp_path, mon
 
 
 @pytest.mark.parametrize("zoo_name", sorted(ZOOS))
-def test_published_zoo_fits_in_git(zoo_name):
-    """Published checkpoints live in git: 64 MiB in all per zoo, every file listed in the index."""
+def test_published_zoo_lists_its_files(zoo_name):
+    """Every checkpoint in a zoo directory is in its index and every file the index names is there (variants
+    without a file were measured but not published: zoos.<zoo>.default_only)."""
     zdir = ZOOS[zoo_name]
     if not (zdir / "index.json").is_file():
         pytest.skip(f"{zdir} is not published")
     index = json.loads((zdir / "index.json").read_text())
-    listed = {v["file"] for e in index["models"].values() for v in e["variants"].values()}
+    listed = {v["file"] for e in index["models"].values() for v in e["variants"].values() if "file" in v}
     on_disk = {p.name for p in zdir.glob("*.safetensors")}
     assert on_disk == listed, f"files not in the index: {on_disk - listed}; missing: {listed - on_disk}"
-    total = sum((zdir / f).stat().st_size for f in listed)
-    assert total <= 64 * 2**20, f"{zoo_name}: {total / 2**20:.1f} MiB of checkpoints (limit 64 MiB)"
+    for e in index["models"].values():
+        assert "file" in e["variants"][e["default_variant"]], f"{e['name']}: its default variant is not published"
 
 
 def test_published_checkpoints_fit_in_git():
-    """All zoos' checkpoints together stay within 64 MiB, and every file in a zoo directory is in its index."""
-    total = 0
-    for zdir in ZOOS.values():
-        if not (zdir / "index.json").is_file():
-            continue
-        index = json.loads((zdir / "index.json").read_text())
-        listed = {v["file"] for e in index["models"].values() for v in e["variants"].values() if "file" in v}
-        on_disk = {f.name for f in zdir.glob("*.safetensors")}
-        assert on_disk == listed, f"{zdir}: files not in the index {sorted(on_disk - listed)}, missing {sorted(listed - on_disk)}"
-        total += sum((zdir / f).stat().st_size for f in on_disk)
-    assert total <= 64 * 2**20, f"published checkpoints take {total / 2**20:.1f} MiB (> 64 MiB): use zoos.<zoo>.default_only"
+    """Published checkpoints live in git: 64 MiB in all, over every zoo."""
+    sizes = {z: sum(f.stat().st_size for f in ZOOS[z].glob("*.safetensors")) for z in ZOOS if ZOOS[z].is_dir()}
+    total = sum(sizes.values())
+    assert total <= 64 * 2**20, (f"published checkpoints take {total / 2**20:.1f} MiB (> 64 MiB; "
+                                 f"{ {z: round(b / 2**20, 1) for z, b in sizes.items()} }): list the largest models "
+                                 "in zoos.<zoo>.default_only")
