@@ -71,6 +71,38 @@ def test_resume(prepared_digits, tmp_path):
     assert fewer["resumed_from_epoch"] == 0 and fewer["global_step"] == steps
 
 
+def test_channels_last(prepared_digits, tmp_path, monkeypatch):
+    """NHWC is a runtime layout: batches and weights are channels-last, the checkpoint resumes under either
+    layout, the written weights are plain NCHW, and the result is the contiguous run's up to summation order."""
+    from safetensors.torch import load_file
+
+    from zoo.training import ClassifierModule
+
+    seen: list[bool] = []  # per step: are the weights of the convs with >1 input channel, k>1 NHWC (not NCHW)?
+    step = ClassifierModule.training_step
+
+    def spy(self, batch, batch_idx):
+        assert batch[0].is_contiguous(memory_format=torch.channels_last)  # (1-channel digits: either layout)
+        ws = [m.weight for m in self.model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1
+              and m.kernel_size != (1, 1)]
+        seen.append(all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in ws))
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(ClassifierModule, "training_step", spy)
+    plain = train("resnet_mini", {}, prepared_digits, tmp_path / "plain", epochs=2, **FAST)
+    assert seen and not any(seen)
+    seen.clear()
+    nhwc = train("resnet_mini", {}, prepared_digits, tmp_path / "nhwc", epochs=2, channels_last=True, **FAST)
+    assert seen and all(seen)
+    assert abs(nhwc["test_accuracy"] - plain["test_accuracy"]) <= 0.01
+    a, b = load_file(tmp_path / "plain" / "model.safetensors"), load_file(tmp_path / "nhwc" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert b[k].is_contiguous() and torch.allclose(a[k].float(), b[k].float(), atol=2e-3), k
+    more = train("resnet_mini", {}, prepared_digits, tmp_path / "plain", epochs=3, channels_last=True, **FAST)
+    assert more["resumed_from_epoch"] == 2 and more["epochs"] == 3
+
+
 def test_deterministic(prepared_digits, tmp_path):
     a = train("resnet_mini", {}, prepared_digits, tmp_path / "a", epochs=1, **FAST)
     b = train("resnet_mini", {}, prepared_digits, tmp_path / "b", epochs=1, **FAST)

@@ -60,6 +60,8 @@ class TrainConfig(_Strict):
     devices: int | str = 1
     strategy: str = "auto"
     num_workers: int = Field(0, ge=0)
+    channels_last: bool = Field(False, description="NHWC layout for weights and batches: faster convolutions "
+                                                    "(runtime setting; a checkpoint resumes under either)")
 
 
 class ModelConfig(_Strict):

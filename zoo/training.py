@@ -26,6 +26,11 @@ Details:
   stretched to the new total length (the learning rate continues from the new schedule's position), so a
   resumed 5 + 5 epoch run is not bit-identical to a fresh 10 epoch run. Otherwise training starts over (the
   reason is logged) and last.ckpt is overwritten.
+* Memory format: ``channels_last=True`` keeps the model's 4-D weights and every batch in channels-last
+  (NHWC) layout, which oneDNN / cuDNN convolutions run faster (measured on 2 CPU threads, one training step of
+  batch 128: ResNet-20 1.5x, Inception 1.7x, half-width VGG-16 1.1x). A runtime setting like ``devices``: it does
+  not enter the hyperparameters, a checkpoint resumes under either layout, and model.safetensors is always
+  written contiguous (NCHW), so the outputs differ only by floating-point summation order.
 * Determinism: ``lightning.seed_everything(seed, workers=True)`` and deterministic algorithms (warn-only, as
   some CUDA backward kernels, e.g. adaptive average pooling, have no deterministic implementation).
 * Distributed: works with ``strategy="ddp"`` (on CPU through gloo). Lightning's ddp launcher re-runs the calling
@@ -158,6 +163,7 @@ class ClassifierModule(pl.LightningModule):
                                        data_sha256=data_sha256))
         self.model = timm.create_model(arch, **arch_kwargs)
         self.augment_mode, self.augment_pad = resolve_augment(augment, input_shape)
+        self.channels_last = False  # runtime setting (see train()), not a hyperparameter
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
 
@@ -170,6 +176,8 @@ class ClassifierModule(pl.LightningModule):
             x = random_crop(x, self.augment_pad)
             if self.augment_mode == "crop_flip":
                 x = random_hflip(x)
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         return x, y
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -297,7 +305,7 @@ def train(arch: str, arch_kwargs: dict[str, Any] | None, data_dir: str | Path, o
           devices: int | str | list[int] = 1, strategy: str = "auto", num_workers: int = 0,
           max_train_batches: int | float | None = None, progress: bool = True, momentum: float = 0.9,
           augment: str = "auto", val_fraction: float = 0.1, precision: str | int | None = None,
-          run_name: str | None = None) -> dict[str, Any]:
+          run_name: str | None = None, channels_last: bool = False) -> dict[str, Any]:
     """Train ``arch`` on the prepared data in ``data_dir``; write checkpoints, weights and meta.json to
     ``out_dir`` (see the module docstring) and return the meta dict."""
     import zoo.models  # noqa: F401
@@ -324,6 +332,9 @@ def train(arch: str, arch_kwargs: dict[str, Any] | None, data_dir: str | Path, o
                               label_smoothing=label_smoothing, augment=augment, batch_size=batch_size, seed=seed,
                               val_fraction=val_fraction, max_train_batches=max_train_batches,
                               data_sha256=data.sha256)
+    if channels_last:
+        module.channels_last = True
+        module.model.to(memory_format=torch.channels_last)
     resume_epoch, reason = _resume_decision(ckpt_dir / LAST_CKPT, dict(module.hparams), epochs)
     if (ckpt_dir / LAST_CKPT).exists():
         log.warning("%s: %s", ckpt_dir / LAST_CKPT, reason if resume_epoch else f"starting over: {reason}")
