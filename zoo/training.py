@@ -27,8 +27,8 @@ Details:
   resumed 5 + 5 epoch run is not bit-identical to a fresh 10 epoch run. Otherwise training starts over (the
   reason is logged) and last.ckpt is overwritten.
 * Memory format: ``channels_last=True`` keeps the model's 4-D weights and every batch in channels-last
-  (NHWC) layout, which oneDNN / cuDNN convolutions run faster (measured on 2 CPU threads, one training step of
-  batch 128: ResNet-20 1.5x, Inception 1.7x, half-width VGG-16 1.1x). A runtime setting like ``devices``: it does
+  (NHWC) layout, which oneDNN / cuDNN convolutions run faster (``bench/train_step.py``, one training step of
+  batch 128 on 2 CPU threads: ResNet-20 1.4x, half-width VGG-16 1.2x, Inception 1.5x). A runtime setting like ``devices``: it does
   not enter the hyperparameters, a checkpoint resumes under either layout, and model.safetensors is always
   written contiguous (NCHW), so the outputs differ only by floating-point summation order.
 * Determinism: ``lightning.seed_everything(seed, workers=True)`` and deterministic algorithms (warn-only, as
