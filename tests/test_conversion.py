@@ -268,6 +268,34 @@ def test_synops_macs_and_energy_by_hand():
     assert r.energy_ratio[10] == pytest.approx((120 * 4.6 + 30 * 0.9) / (18 * 4.6))
 
 
+class _TwoHeads(nn.Module):
+    """analog input -> Linear(4,3) -> ReLU, read by two linear heads (2 and 5 outputs) whose outputs are joined."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden, self.a, self.b = nn.Linear(4, 3), nn.Linear(3, 2), nn.Linear(3, 5)
+
+    def forward(self, x):
+        h = torch.relu(self.hidden(x))
+        return torch.cat([self.a(h), self.b(h)], 1)
+
+
+@pytest.mark.parametrize("steps", [10, 7])
+def test_synops_of_an_input_read_by_two_layers_by_hand(steps):
+    """A spike tensor read by two layers (as in Inception branches) drives the synapses of both, in every
+    sub-chunk of the simulation: 15 spikes in 10 steps x (2 + 5) targets."""
+    model = _TwoHeads().eval()
+    with torch.no_grad():
+        model.hidden.weight.copy_(torch.eye(3, 4))
+        model.hidden.bias.zero_()
+    x = torch.tensor([[0.5, 1.0, 0.0, 0.3], [0.5, 1.0, 0.0, 0.3]])
+    snn = zoo.convert(model, x, "rueckauer2017", norm="max", progress=False)
+    r = zoo.simulate(snn, (x, torch.tensor([0, 0])), timesteps=[10], chunk=steps, progress=False)
+    assert r.spikes_per_image[10] == 15
+    assert r.synops_per_image[10] == 15 * (2 + 5)
+    assert r.snn_macs_per_image[10] == 10 * 12
+
+
 def test_poisson_input_counts_accumulates_not_macs(digits_cnn, digits):
     xtr, _, xte, yte = digits
     snn = zoo.convert(digits_cnn, xtr[:256], "diehl2015-data", progress=False)

@@ -5,6 +5,7 @@ stages, files and tracking are the same.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -139,6 +140,40 @@ def test_mlflow_has_a_child_run_per_variant_and_a_champion(project):
         model = parent.data.tags["zoo_model"]
         mv = c.get_model_version_by_alias(f"snn-zoo-{model}", "champion")
         assert mv.run_id in {r.info.run_id for r in children}
+
+
+def test_stages_run_outside_dvc_get_their_lock_link_at_publish(project):
+    """A convert + evaluate run directly (not by `dvc repro`) logs dvc_lock_md5=none, since dvc.lock still
+    describes the previous checkpoint; once `dvc commit` records them, publish fills the tag in."""
+    from zoo.tracking import client
+
+    repo, env = project["repo"], project["env"]
+    model, variant, stage = "vgg-mini-digits", "rueckauer2017", "convert-demo@vgg-mini-digits-rueckauer2017"
+    path = repo / "params.yaml"
+    original = path.read_text()
+    params = yaml.safe_load(original)
+    params["variants"][variant]["overrides"] = {"percentile": 99.0}
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    c = client(env["MLFLOW_TRACKING_URI"])
+    exp = c.get_experiment_by_name("snn-zoo").experiment_id
+
+    def latest_run():
+        return c.search_runs([exp], filter_string=f"tags.zoo_model = '{model}' and tags.zoo_variant = '{variant}'",
+                             order_by=["attributes.start_time DESC"], max_results=1)[0]
+    try:
+        run([sys.executable, "pipeline/convert.py", model, variant], repo, env)
+        run([sys.executable, "pipeline/evaluate.py", model, variant], repo, env)
+        direct = latest_run()
+        assert direct.data.tags["dvc_lock_md5"] == "none"
+        run(["dvc", "commit", "-f", stage, f"evaluate-demo@{model}-{variant}"], repo, env)
+        assert "Running stage 'publish@demo'" in run(["dvc", "repro", "publish@demo"], repo, env).stdout
+        entry = yaml.safe_load((repo / "dvc.lock").read_text())["stages"][stage]
+        expected = hashlib.md5(json.dumps(entry, sort_keys=True).encode()).hexdigest()
+        assert c.get_run(direct.info.run_id).data.tags["dvc_lock_md5"] == expected
+    finally:
+        path.write_text(original)
+    run(["dvc", "repro", "publish@demo"], repo, env)  # back to the committed parameters
+    assert latest_run().data.tags["dvc_lock_md5"] != "none"  # a `dvc repro` evaluation is linked at once
 
 
 def test_zoo_best_answers(project):

@@ -130,6 +130,32 @@ def test_rate_gated_maxpool_passes_the_max_rate():
     assert set(out.unique().tolist()) <= {0.0, 1.0}
 
 
+def _maxpool_step_loop(spikes: torch.Tensor, k: int) -> torch.Tensor:
+    """Rueckauer's gated max-pool for a whole run in one call: the reference for chunked runs."""
+    pool = lambda t: torch.nn.functional.max_pool2d(t, k)  # noqa: E731
+    counts = torch.zeros_like(spikes[0])
+    leader, outs = pool(counts), []
+    for t in range(spikes.shape[0]):
+        counts = counts + (spikes[t] != 0).float()
+        outs.append((pool(counts) - leader) * pool(spikes[t]))
+        leader = pool(counts)
+    return torch.stack(outs)
+
+
+def test_rate_gated_maxpool_equals_the_step_loop_across_chunks():
+    torch.manual_seed(1)
+    amp = torch.tensor([0.5, 2.0, 1.25]).reshape(1, 1, 3, 1, 1)  # per-channel spike values
+    spikes = (torch.rand(40, 2, 3, 4, 6) < torch.rand(1, 2, 3, 4, 6)).float() * amp
+    expected = _maxpool_step_loop(spikes, 2)
+    pool = RateGatedMaxPool2d(2)
+    pool.batch, outs, done = 2, [], 0
+    for n in (1, 7, 16, 16):  # state carried over chunks of different lengths
+        pool.steps = n
+        outs.append(pool(spikes[done:done + n].flatten(0, 1)).reshape(n, 2, 3, 2, 3))
+        done += n
+    assert torch.equal(torch.cat(outs), expected)
+
+
 def feed(readout, z_seq):
     readout.steps, readout.batch = z_seq.shape[0], z_seq.shape[1]
     return readout(z_seq.flatten(0, 1))  # readouts return [T, B, K]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,9 @@ class _OpCounter:
         self.mac_steps: Tensor | None = None
         self.handles = []
         self.active = False
+        # events per position of the tensors seen in this sub-chunk, so that the convolutions sharing an input
+        # (Inception branches, a residual block's shortcut) count its events once: (weakref to x, key, events)
+        self._events: list[tuple[weakref.ref, tuple, Tensor]] = []
         for path, m in body.named_modules():
             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
                 is_analog = self.analog_input and names.get(path) in self.analog
@@ -112,12 +116,23 @@ class _OpCounter:
             if is_analog:
                 self.mac_steps[t0:t0 + T] += self.macs[path] * B
                 return
-            xs = x.reshape((T, B) + tuple(x.shape[1:])) if x.shape[0] == T * B else x.unsqueeze(0).expand(
-                (T,) + tuple(x.shape))
-            events = (xs != 0).sum(1, dtype=torch.float32)  # [T, ...]
+            events = self._events_of(x, T, B)  # [T, ...]
             per_step = (events * self.fanout[path]).reshape(T, -1).sum(1).double()
             self.synops[t0:t0 + T] += per_step.cpu()
         return hook
+
+    def _events_of(self, x: Tensor, T: int, B: int) -> Tensor:
+        """Non-zero inputs per position at each step, summed over the batch; computed once per tensor and
+        sub-chunk (a tensor written in place since, or seen in another sub-chunk, is counted afresh)."""
+        key = (self.snn_ref.step_offset, T, -1 if x.is_inference() else x._version)  # inference tensors: no counter
+        for ref, k, events in self._events:
+            if ref() is x and k == key:
+                return events
+        xs = x.reshape((T, B) + tuple(x.shape[1:])) if x.shape[0] == T * B else x.unsqueeze(0).expand(
+            (T,) + tuple(x.shape))
+        events = (xs != 0).sum(1, dtype=torch.float32)
+        self._events = [e for e in self._events[-7:] if e[0]() is not None] + [(weakref.ref(x), key, events)]
+        return events
 
     def start(self, snn, batch: int, steps: int) -> None:
         self.snn_ref, self.batch = snn, batch
@@ -127,6 +142,7 @@ class _OpCounter:
 
     def stop(self) -> None:
         self.active = False
+        self._events = []
 
     def close(self) -> None:
         for h in self.handles:

@@ -223,7 +223,7 @@ def evaluate(p: Params, model: str, variant: str) -> None:
                 ann_sha256=meta.get("model_sha256", "unknown"), recipe=recipe, result=metrics,
                 artifacts=artifacts, checkpoint=ckpt,
                 tags={"dvc_stage": f"evaluate-{zoo}@{model}-{variant}", "snn_sha256": sha256_file(ckpt),
-                      "dvc_lock_md5": _lock_md5(f"convert-{zoo}@{model}-{variant}"),
+                      "dvc_lock_md5": _lock_md5(f"convert-{zoo}@{model}-{variant}", ckpt),
                       "arch": m.arch, "dataset": m.dataset},
                 parent_tags={"arch": m.arch, "dataset": m.dataset, "zoo": zoo})
     log.info("%s/%s: %s", model, variant, {t: round(a, 4) for t, a in result.accuracy.items()})
@@ -312,12 +312,21 @@ def publish(p: Params, zoo: str) -> None:
             stale.unlink()
     hub.write_index(index, out / "index.json")
     cards.render_all(index, out)
+    linked = _link_runs_to_lock(p, zoo)
+    if linked:
+        log.info("tagged %d MLflow runs with their convert stage's dvc.lock md5", linked)
     log.info("published %d models (%d checkpoints) to %s", len(index["models"]), len(keep), out)
 
 
-def _lock_md5(stage: str) -> str:
-    """md5 of ``stage``'s entry in dvc.lock (DVC writes it when the stage completes, so the convert stage that
-    produced the checkpoint being evaluated is there); "none" when run outside DVC."""
+def _lock_md5(stage: str, out: Path | None = None) -> str:
+    """md5 of ``stage``'s entry in dvc.lock, or "none" when it does not describe the current files.
+
+    DVC writes a stage's entry when the stage completes, so under ``dvc repro`` the convert stage that produced
+    the checkpoint being evaluated is there. A stage run directly (``python pipeline/convert.py``) leaves the
+    entry of the previous DVC run in place; with ``out`` given, the entry counts only if its recorded md5 of
+    ``out`` is the file's md5 now, so such a stale entry gives "none" (the publish stage fills the tag in later,
+    see :func:`_link_runs_to_lock`).
+    """
     import hashlib
 
     import yaml
@@ -328,7 +337,32 @@ def _lock_md5(stage: str) -> str:
         entry = None
     if entry is None:
         return "none"
+    if out is not None:
+        recorded = {o.get("path"): o.get("md5") for o in entry.get("outs", [])}.get(Path(out).as_posix())
+        if recorded is None or not Path(out).is_file() or recorded != hashlib.md5(Path(out).read_bytes()).hexdigest():
+            return "none"
     return hashlib.md5(json.dumps(entry, sort_keys=True).encode()).hexdigest()
+
+
+def _link_runs_to_lock(p: Params, zoo: str) -> int:
+    """Tag each variant's MLflow run with the dvc.lock entry of the convert stage that made its checkpoint.
+
+    Evaluate stages run outside ``dvc repro`` (then ``dvc commit``-ed) log ``dvc_lock_md5=none``; by the time
+    ``publish`` runs the lock is current. Runs are matched by model, variant and the checkpoint's sha256, so a
+    run of another checkpoint is never relabelled. Returns the number of runs tagged.
+    """
+    from zoo.tracking import set_run_tags
+
+    z, n = p.zoos[zoo], 0
+    for model in z.models:
+        for variant in z.variants:
+            ckpt = snn_file(zoo, model, variant)
+            md5 = _lock_md5(f"convert-{zoo}@{model}-{variant}", ckpt)
+            if md5 != "none":
+                n += set_run_tags(_tracking_uri(p), p.tracking.experiment,
+                                  {"zoo_model": model, "zoo_variant": variant, "snn_sha256": sha256_file(ckpt)},
+                                  {"dvc_lock_md5": md5})
+    return n
 
 
 STAGES = {"prepare": (prepare, 1), "train": (train, 1), "export": (export, 1), "calibrate": (calibrate, 1),

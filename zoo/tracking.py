@@ -159,6 +159,23 @@ def best_variant(uri: str, experiment: str, model: str, at_T: int):
     return max(runs, key=lambda r: (r.data.metrics[f"accuracy_T{at_T}"], -r.data.metrics.get("energy_ratio_Tmax", 0)))
 
 
+def set_run_tags(uri: str, experiment: str, match: dict[str, str], tags: dict[str, str]) -> int:
+    """Set ``tags`` on every run of ``experiment`` whose tags include ``match`` and differ; returns how many."""
+    c = client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
+        return 0
+    flt = " and ".join(f"tags.{k} = '{v}'" for k, v in match.items())
+    n = 0
+    with locked(uri):
+        for r in c.search_runs([exp.experiment_id], filter_string=flt):
+            if any(r.data.tags.get(k) != v for k, v in tags.items()):
+                for k, v in tags.items():
+                    c.set_tag(r.info.run_id, k, v)
+                n += 1
+    return n
+
+
 def register_champion(uri: str, run_id: str, name: str, alias: str = "champion") -> int:
     """Register the run's SNN checkpoint (artifact ``snn/``) as a new version of ``name``; alias it."""
     with locked(uri):
@@ -174,4 +191,5 @@ def register_champion(uri: str, run_id: str, name: str, alias: str = "champion")
         return int(mv.version)
 
 
-__all__ = ["resolve_uri", "log_variant", "child_runs", "best_variant", "register_champion", "parent_run", "locked"]
+__all__ = ["resolve_uri", "log_variant", "child_runs", "best_variant", "register_champion", "parent_run", "locked",
+           "set_run_tags"]

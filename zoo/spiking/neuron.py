@@ -122,11 +122,29 @@ class BaseNode(nn.Module):
             self.trace = tr
         return out.reshape((-1,) + tuple(out.shape[2:]))
 
+    def _begin(self, x: Tensor) -> tuple[Tensor, bool, Tensor, Tensor, Tensor]:
+        """Start a chunk: ``(xs, const, th, v, spikes)`` with the input as ``[T, B, ...]`` (``[B, ...]`` when
+        constant), the threshold shaped to broadcast over one step, the membrane potential carried over from
+        the previous chunk (or initial) and an empty ``[T, B, ...]`` buffer for the binary spikes."""
+        xs, const = self._split_time(x)
+        shape = xs.shape if const else xs.shape[1:]
+        th = _channel_view(self.threshold, len(shape)).to(xs.dtype)
+        v = self.v if self.v is not None else self._initial_v(xs if const else xs[0], th)
+        spikes = torch.empty((self.steps,) + tuple(shape), dtype=xs.dtype, device=xs.device)
+        return xs, const, th, v, spikes
+
     def _initial_v(self, like: Tensor, th: Tensor) -> Tensor:
         v = torch.zeros_like(like)
         if self.v_init:
             v = v + self.v_init * th
         return v
+
+    def rate(self, x: Tensor) -> Tensor:
+        """Rate-model (ANN) equivalent of this neuron for input current ``x``: ``clamp(x/θ, 0, 1) * amplitude``
+        (used by the diagnostics, which compare SNN rates with it)."""
+        th = _channel_view(self.threshold, x.ndim).to(x.dtype)
+        amp = _channel_view(self.amplitude, x.ndim).to(x.dtype)
+        return torch.clamp(x / th, 0.0, 1.0) * amp
 
 
 class IFNode(BaseNode):
@@ -137,12 +155,8 @@ class IFNode(BaseNode):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        xs, const = self._split_time(x)
+        xs, const, th, v, spikes = self._begin(x)
         T = self.steps
-        shape = xs.shape[1:] if not const else xs.shape
-        th = _channel_view(self.threshold, len(shape)).to(xs.dtype)
-        v = self.v if self.v is not None else self._initial_v(xs[0] if not const else xs, th)
-        spikes = torch.empty((T,) + tuple(shape), dtype=xs.dtype, device=xs.device)
         scalar = self.threshold.numel() == 1
         th_f = float(self.threshold.item()) if scalar else None
         fire_f = th_f * (1.0 - TIE) if scalar else None
@@ -160,12 +174,6 @@ class IFNode(BaseNode):
                 v.addcmul_(s, th, value=-1.0)
         self.v = v
         return self._finish(spikes)
-
-    def rate(self, x: Tensor) -> Tensor:
-        """Rate-model (ANN) equivalent of this neuron for input current ``x`` (diagnostics)."""
-        th = _channel_view(self.threshold, x.ndim).to(x.dtype)
-        amp = _channel_view(self.amplitude, x.ndim).to(x.dtype)
-        return torch.clamp(x / th, 0.0, 1.0) * amp
 
 
 class LIFNode(BaseNode):
@@ -202,14 +210,9 @@ class LIFNode(BaseNode):
         return super().extra_repr() + f", tau_rc={self.tau_rc}, tau_ref={self.tau_ref}, dt={self.dt}"
 
     def forward(self, x: Tensor) -> Tensor:
-        xs, const = self._split_time(x)
-        T = self.steps
-        shape = xs.shape[1:] if not const else xs.shape
-        th = _channel_view(self.threshold, len(shape)).to(xs.dtype)
-        v = self.v if self.v is not None else self._initial_v(xs[0] if not const else xs, th)
+        xs, const, th, v, spikes = self._begin(x)
         ref = self.refractory if self.refractory is not None else torch.zeros_like(v)
-        spikes = torch.empty((T,) + tuple(shape), dtype=xs.dtype, device=xs.device)
-        for t in range(T):
+        for t in range(self.steps):
             active = (ref <= 0).to(v.dtype)
             v = self.decay * v + active * self.gain * (xs if const else xs[t])
             s = (v >= th * (1.0 - TIE)).to(v.dtype)
@@ -219,11 +222,6 @@ class LIFNode(BaseNode):
                 ref = torch.where(s > 0, torch.full_like(ref, self.ref_steps), ref - 1)
         self.v, self.refractory = v, ref
         return self._finish(spikes)
-
-    def rate(self, x: Tensor) -> Tensor:
-        th = _channel_view(self.threshold, x.ndim).to(x.dtype)
-        amp = _channel_view(self.amplitude, x.ndim).to(x.dtype)
-        return torch.clamp(x / th, 0.0, 1.0) * amp
 
 
 __all__ = ["BaseNode", "IFNode", "LIFNode", "RESETS"]

@@ -1,0 +1,52 @@
+"""Provenance links between MLflow runs and dvc.lock (the end-to-end case is in tests/test_pipeline.py)."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import yaml
+
+from zoo.stages import _lock_md5
+from zoo.tracking import client, experiment_id, set_run_tags
+
+
+def _lock(tmp_path, out_md5: str) -> dict:
+    entry = {"cmd": "python pipeline/convert.py m v",
+             "outs": [{"path": "models/snn/full/m/v.safetensors", "hash": "md5", "md5": out_md5, "size": 5}]}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"convert-full@m-v": entry}}))
+    return entry
+
+
+def test_lock_md5_counts_only_an_entry_that_describes_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ckpt = tmp_path / "models/snn/full/m/v.safetensors"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"first")
+    entry = _lock(tmp_path, hashlib.md5(b"first").hexdigest())
+    expected = hashlib.md5(json.dumps(entry, sort_keys=True).encode()).hexdigest()
+    rel = ckpt.relative_to(tmp_path)
+    assert _lock_md5("convert-full@m-v", rel) == expected
+    assert _lock_md5("convert-full@m-v") == expected  # without a file: the entry as it is
+    ckpt.write_bytes(b"second")  # the stage was rerun outside DVC: the entry is the previous run's
+    assert _lock_md5("convert-full@m-v", rel) == "none"
+    assert _lock_md5("convert-full@other-v", rel) == "none"
+    ckpt.unlink()
+    assert _lock_md5("convert-full@m-v", rel) == "none"
+    (tmp_path / "dvc.lock").write_text(": not yaml [")
+    assert _lock_md5("convert-full@m-v") == "none"
+
+
+def test_set_run_tags_changes_only_matching_runs(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    c = client(uri)
+    exp = experiment_id(uri, "snn-zoo")
+    ids = {}
+    for name, sha in [("a", "1" * 64), ("b", "2" * 64)]:
+        ids[name] = c.create_run(exp, tags={"zoo_model": "m", "zoo_variant": "v", "snn_sha256": sha,
+                                            "dvc_lock_md5": "none"}).info.run_id
+    match = {"zoo_model": "m", "zoo_variant": "v", "snn_sha256": "1" * 64}
+    assert set_run_tags(uri, "snn-zoo", match, {"dvc_lock_md5": "f" * 32}) == 1
+    assert c.get_run(ids["a"]).data.tags["dvc_lock_md5"] == "f" * 32
+    assert c.get_run(ids["b"]).data.tags["dvc_lock_md5"] == "none"
+    assert set_run_tags(uri, "snn-zoo", match, {"dvc_lock_md5": "f" * 32}) == 0  # already tagged
+    assert set_run_tags(uri, "no-such-experiment", match, {"dvc_lock_md5": "f" * 32}) == 0
