@@ -140,6 +140,8 @@ def test_mlflow_has_a_child_run_per_variant_and_a_champion(project):
         model = parent.data.tags["zoo_model"]
         mv = c.get_model_version_by_alias(f"snn-zoo-{model}", "champion")
         assert mv.run_id in {r.info.run_id for r in children}
+        entry = json.loads((project["repo"] / "models/demo/index.json").read_text())["models"][model]
+        assert mv.tags["zoo_variant"] == entry["default_variant"]  # the registry agrees with the index
 
 
 def test_stages_run_outside_dvc_get_their_lock_link_at_publish(project):
@@ -165,13 +167,23 @@ def test_stages_run_outside_dvc_get_their_lock_link_at_publish(project):
         run([sys.executable, "pipeline/evaluate.py", model, variant], repo, env)
         direct = latest_run()
         assert direct.data.tags["dvc_lock_md5"] == "none"
+        # an ad hoc run of a variant the demo zoo does not publish must not become the registry's champion
+        for script in ("convert", "evaluate"):
+            run([sys.executable, f"pipeline/{script}.py", model, "low-latency"], repo, env)
         run(["dvc", "commit", "-f", stage, f"evaluate-demo@{model}-{variant}"], repo, env)
         assert "Running stage 'publish@demo'" in run(["dvc", "repro", "publish@demo"], repo, env).stdout
         entry = yaml.safe_load((repo / "dvc.lock").read_text())["stages"][stage]
         expected = hashlib.md5(json.dumps(entry, sort_keys=True).encode()).hexdigest()
         assert c.get_run(direct.info.run_id).data.tags["dvc_lock_md5"] == expected
+        index = json.loads((repo / "models/demo/index.json").read_text())["models"][model]
+        champion = c.get_run(c.get_model_version_by_alias(f"snn-zoo-{model}", "champion").run_id)
+        assert champion.data.tags["zoo_variant"] == index["default_variant"] == index["mlflow"]["variant"]
+        assert champion.data.tags["snn_sha256"] == index["variants"][index["default_variant"]]["sha256"]
     finally:
         path.write_text(original)
+        for stray in [*(repo / "models/snn/demo" / model).glob("low-latency*"),
+                      *(repo / "models/eval/demo" / model).glob("low-latency*")]:
+            shutil.rmtree(stray) if stray.is_dir() else stray.unlink()
     run(["dvc", "repro", "publish@demo"], repo, env)  # back to the committed parameters
     assert latest_run().data.tags["dvc_lock_md5"] != "none"  # a `dvc repro` evaluation is linked at once
 

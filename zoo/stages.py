@@ -250,7 +250,7 @@ def _published_files(p: Params, zoo: str, defaults: dict[str, str]) -> dict[tupl
 
 def publish(p: Params, zoo: str) -> None:
     from zoo import cards, hub
-    from zoo.tracking import best_variant, git_commit, register_champion
+    from zoo.tracking import git_commit, latest_run, register_champion
 
     z = p.zoos[zoo]
     out = Path(z.dir)
@@ -300,8 +300,9 @@ def publish(p: Params, zoo: str) -> None:
         ev = evals[model, defaults[model]]
         entry["evaluation"] = {"test_images": ev["images"], "test_split_images": ev.get("test_split_images"),
                                "ann_accuracy": ev["ann_accuracy"]}
-        if p.publish.registry:
-            run = best_variant(uri, p.tracking.experiment, model, p.tracking.champion_at_T)
+        if p.publish.registry:  # the champion is the index's default variant: the run of this very checkpoint
+            run = latest_run(uri, p.tracking.experiment, {"zoo_model": model, "zoo_variant": defaults[model],
+                                                          "snn_sha256": sha256_file(snn_file(zoo, model, defaults[model]))})
             if run is not None:
                 version = register_champion(uri, run.info.run_id, f"snn-zoo-{model}")
                 entry["mlflow"] = {"registered_model": f"snn-zoo-{model}", "version": version, "alias": "champion",

@@ -151,12 +151,22 @@ def child_runs(uri: str, experiment: str, model: str, order_by: str | None = Non
     return ordered
 
 
-def best_variant(uri: str, experiment: str, model: str, at_T: int):
-    """The child run with the highest accuracy at T (ties: fewer synaptic operations)."""
-    runs = [r for r in child_runs(uri, experiment, model) if f"accuracy_T{at_T}" in r.data.metrics]
-    if not runs:
+def ranked_variants(uri: str, experiment: str, model: str, at_T: int) -> list:
+    """The model's latest child run per variant that has accuracy at T, best first (ties: lower energy)."""
+    key = f"accuracy_T{at_T}"
+    runs = [r for r in child_runs(uri, experiment, model) if key in r.data.metrics]
+    return sorted(runs, key=lambda r: (-r.data.metrics[key], r.data.metrics.get("energy_ratio_Tmax", 0)))
+
+
+def latest_run(uri: str, experiment: str, tags: dict[str, str]):
+    """The newest run of ``experiment`` whose tags include ``tags``, or None."""
+    c = client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
         return None
-    return max(runs, key=lambda r: (r.data.metrics[f"accuracy_T{at_T}"], -r.data.metrics.get("energy_ratio_Tmax", 0)))
+    found = c.search_runs([exp.experiment_id], filter_string=" and ".join(f"tags.{k} = '{v}'" for k, v in tags.items()),
+                          order_by=["attributes.start_time DESC"], max_results=1)
+    return found[0] if found else None
 
 
 def set_run_tags(uri: str, experiment: str, match: dict[str, str], tags: dict[str, str]) -> int:
@@ -191,5 +201,5 @@ def register_champion(uri: str, run_id: str, name: str, alias: str = "champion")
         return int(mv.version)
 
 
-__all__ = ["resolve_uri", "log_variant", "child_runs", "best_variant", "register_champion", "parent_run", "locked",
-           "set_run_tags"]
+__all__ = ["resolve_uri", "log_variant", "child_runs", "ranked_variants", "register_champion", "parent_run", "locked",
+           "latest_run", "set_run_tags"]

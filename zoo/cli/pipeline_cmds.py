@@ -79,17 +79,15 @@ def best(model: str = typer.Argument(..., help="a model name from params.yaml"),
          at_t: int = typer.Option(32, "--at-T", help="timesteps at which to compare variants"),
          params: str = typer.Option("params.yaml")) -> None:
     """Print the best conversion variant of MODEL at T from MLflow, with its normalization settings."""
-    from zoo.tracking import child_runs, resolve_uri
+    from zoo.tracking import ranked_variants, resolve_uri
 
     p = _params(params)
     uri = resolve_uri(p.tracking.uri)
-    runs = child_runs(uri, p.tracking.experiment, model)
+    runs = ranked_variants(uri, p.tracking.experiment, model, at_t)
     key = f"accuracy_T{at_t}"
-    runs = [r for r in runs if key in r.data.metrics]
     if not runs:
         _fail(f"no evaluated variants of {model!r} at T={at_t} in {uri} (experiment {p.tracking.experiment!r}); "
               f"run the pipeline first (make demo) and check that T={at_t} is in evaluation.timesteps")
-    runs.sort(key=lambda r: (-r.data.metrics[key], r.data.metrics.get("energy_ratio_Tmax", 0)))
     top = runs[0]
     prm = top.data.params
     typer.echo(f"best variant of {model} at T={at_t}: {top.data.tags.get('zoo_variant')} "
