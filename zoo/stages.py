@@ -302,7 +302,7 @@ def publish(p: Params, zoo: str) -> None:
                                "ann_accuracy": ev["ann_accuracy"]}
         if p.publish.registry:  # the champion is the index's default variant: the run of this very checkpoint
             run = latest_run(uri, p.tracking.experiment, {"zoo_model": model, "zoo_variant": defaults[model],
-                                                          "snn_sha256": sha256_file(snn_file(zoo, model, defaults[model]))})
+                                                          "snn_sha256": entry["variants"][defaults[model]]["sha256"]})
             if run is not None:
                 version = register_champion(uri, run.info.run_id, f"snn-zoo-{model}")
                 entry["mlflow"] = {"registered_model": f"snn-zoo-{model}", "version": version, "alias": "champion",

@@ -158,27 +158,29 @@ def ranked_variants(uri: str, experiment: str, model: str, at_T: int) -> list:
     return sorted(runs, key=lambda r: (-r.data.metrics[key], r.data.metrics.get("energy_ratio_Tmax", 0)))
 
 
-def latest_run(uri: str, experiment: str, tags: dict[str, str]):
-    """The newest run of ``experiment`` whose tags include ``tags``, or None."""
+def _runs_tagged(uri: str, experiment: str, tags: dict[str, str], max_results: int | None = None) -> list:
+    """Runs of ``experiment`` whose tags include ``tags``, newest first ([] if the experiment does not exist)."""
     c = client(uri)
     exp = c.get_experiment_by_name(experiment)
     if exp is None:
-        return None
-    found = c.search_runs([exp.experiment_id], filter_string=" and ".join(f"tags.{k} = '{v}'" for k, v in tags.items()),
-                          order_by=["attributes.start_time DESC"], max_results=1)
+        return []
+    kw = {"max_results": max_results} if max_results else {}
+    return c.search_runs([exp.experiment_id], filter_string=" and ".join(f"tags.{k} = '{v}'" for k, v in tags.items()),
+                         order_by=["attributes.start_time DESC"], **kw)
+
+
+def latest_run(uri: str, experiment: str, tags: dict[str, str]):
+    """The newest run of ``experiment`` whose tags include ``tags``, or None."""
+    found = _runs_tagged(uri, experiment, tags, max_results=1)
     return found[0] if found else None
 
 
 def set_run_tags(uri: str, experiment: str, match: dict[str, str], tags: dict[str, str]) -> int:
     """Set ``tags`` on every run of ``experiment`` whose tags include ``match`` and differ; returns how many."""
-    c = client(uri)
-    exp = c.get_experiment_by_name(experiment)
-    if exp is None:
-        return 0
-    flt = " and ".join(f"tags.{k} = '{v}'" for k, v in match.items())
     n = 0
     with locked(uri):
-        for r in c.search_runs([exp.experiment_id], filter_string=flt):
+        c = client(uri)
+        for r in _runs_tagged(uri, experiment, match):
             if any(r.data.tags.get(k) != v for k, v in tags.items()):
                 for k, v in tags.items():
                     c.set_tag(r.info.run_id, k, v)
