@@ -3,6 +3,8 @@ calibration memory, measurements, checkpoints and every error path."""
 from __future__ import annotations
 
 import copy
+import os
+import stat
 
 import pytest
 import timm
@@ -338,6 +340,14 @@ def test_checkpoint_roundtrip(tmp_path):
     half = load_snn(save_snn(snn, tmp_path / "r18h.safetensors", dtype=torch.float16))
     assert (tmp_path / "r18h.safetensors").stat().st_size < 0.6 * path.stat().st_size
     assert half.config["recipe"]["name"] == "hu2018"
+    # safetensors' save_file recreates its file as 0600; a checkpoint gets the usual permissions (umask)
+    umask = os.umask(0o027)
+    try:
+        shared = save_snn(snn, tmp_path / "shared.safetensors")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o640
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
     bad = tmp_path / "x.pt"
     bad.write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="safetensors"):

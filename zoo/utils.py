@@ -18,12 +18,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; published files get the usual permissions
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates 0600, and some writers (safetensors' save_file) recreate the file as 0600: the result
+        # gets the usual permissions (0666 less the umask), so colleagues sharing a checkout or cache can read it
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
