@@ -202,3 +202,26 @@ def test_ddp_two_cpu_processes(prepared_digits, tmp_path):
     assert "model_sha256" in r0 and "model_sha256" not in r1  # only rank 0 writes
     assert json.loads((tmp_path / "out" / "meta.json").read_text())["model_sha256"] == r0["model_sha256"]
     assert (tmp_path / "out" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_stage_logging_prints_lightning_lines_once_without_tips(tmp_path):
+    """Lightning prints through its own handler and the stages' root handler: each line once, no advertising
+    tip, no deprecation warning Lightning raises under this torch."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "stage.py"
+    script.write_text(
+        "import lightning.pytorch as pl, torch\n"
+        "from zoo.utils import setup_logging\n"
+        "setup_logging()\n"
+        "class M(pl.LightningModule):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.l = torch.nn.Linear(2, 2)\n"
+        "    def predict_step(self, b, i): return self.l(b)\n"
+        "pl.Trainer(logger=False, enable_progress_bar=False, accelerator='cpu', enable_checkpointing=False)"
+        ".predict(M(), torch.utils.data.DataLoader(torch.zeros(4, 2), batch_size=2))\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    text = out.stdout + out.stderr
+    assert text.count("GPU available") == 1, text
+    assert "Tip" not in text and "LeafSpec" not in text, text

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.config import ConfigError, Params, load_params
-from zoo.utils import atomic_path, sha256_file, write_json
+from zoo.utils import atomic_path, setup_logging, sha256_file, write_json
 
 log = logging.getLogger("zoo.stages")
 
@@ -379,7 +379,7 @@ def main(stage: str, argv: list[str] | None = None) -> int:
         ap.add_argument(n)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    setup_logging()
     threads = os.environ.get("ZOO_NUM_THREADS")
     if threads:  # tiny models on shared cores run far faster single-threaded
         import torch

@@ -4,8 +4,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -44,3 +46,23 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\U0001f4a1 Tip")
+
+
+def setup_logging(timestamps: bool = True) -> None:
+    """Log setup of the pipeline stages and the CLI: zoo's lines with timestamps (``timestamps``), Lightning's
+    once each (Lightning prints through its own handler and would also reach the root one), without Lightning's
+    advertising tips and without a deprecation warning that Lightning itself raises under this torch (nothing a
+    user can act on)."""
+    if timestamps:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("lightning").propagate = False  # its own console handler prints it
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in logger.filters):
+            logger.addFilter(_NoTips())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")

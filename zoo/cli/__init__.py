@@ -11,6 +11,15 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
+
+
+@app.callback()
+def _setup() -> None:
+    from zoo.utils import setup_logging
+
+    setup_logging(timestamps=False)
+
+
 # Command modules register themselves on `app` when imported.
 from zoo.cli import core_cmds as _core_cmds  # noqa: E402,F401
 from zoo.cli import hub_cmds as _hub_cmds  # noqa: E402,F401
