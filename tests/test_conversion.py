@@ -140,8 +140,9 @@ def test_weight_form_folds_a_spiking_readout(digits, digits_resnet):
 def test_model_based_normalization_fits_float16(tmp_path):
     """Model-based bounds grow by orders of magnitude with depth: as thresholds they overflow float16 (the
     published ResNet-20 had inf thresholds, then NaN spikes). diehl2015-model uses the weight form, whose float16
-    checkpoint is finite; the threshold form is refused in float16 with the fix named, and nothing is written."""
-    from zoo.serialization import CheckpointError, load_snn, save_snn
+    checkpoint is finite; the threshold form is refused in float16 with the fix named, and nothing is written,
+    or stored in float32 with ``dtype_fallback``."""
+    from zoo.serialization import CheckpointError, load_snn, read_config, save_snn
 
     torch.manual_seed(0)
     x = torch.rand(16, 3, 32, 32)
@@ -153,6 +154,11 @@ def test_model_based_normalization_fits_float16(tmp_path):
         save_snn(thr, tmp_path / "t16.safetensors", dtype=torch.float16)
     assert not list(tmp_path.iterdir())
     save_snn(thr, tmp_path / "t32.safetensors")  # float32 holds it
+    # the pipeline's convert stage stores such a variant in float32 (dtype_fallback) instead of failing
+    fell_back = save_snn(thr, tmp_path / "fb.safetensors", dtype=torch.float16, dtype_fallback=torch.float32)
+    assert read_config(fell_back)["dtype"] == "float32"
+    assert fell_back.read_bytes() == (tmp_path / "t32.safetensors").read_bytes()
+    fell_back.unlink()
 
     snn = zoo.convert(model, x, "diehl2015-model", progress=False, config=cfg)
     assert snn.config["recipe"]["form"] == "weight"

@@ -8,6 +8,7 @@ architecture and recipe, then loads the tensors strictly — no pickle anywhere.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from safetensors.torch import load_file, save_file
 from zoo.spiking.network import SpikingNetwork
 from zoo.utils import atomic_path
 
+log = logging.getLogger(__name__)
+
 FORMAT = "snn-zoo-snn/1"
 META_KEY = "snn_zoo"
 
@@ -27,8 +30,10 @@ class CheckpointError(ValueError):
 
 
 def save_snn(snn: SpikingNetwork, path: str | Path, *, dtype: torch.dtype | None = None,
-             extra: dict[str, Any] | None = None) -> Path:
+             extra: dict[str, Any] | None = None, dtype_fallback: torch.dtype | None = None) -> Path:
     """Write ``snn`` to ``path`` atomically. ``dtype=torch.float16`` halves the size (float tensors only).
+    Values that overflow ``dtype`` are an error, or, with ``dtype_fallback`` (e.g. float32), the whole file is
+    stored in that dtype instead, with a warning; the checkpoint's ``dtype`` field says which was stored.
 
     ``snn.config`` must name the timm architecture (``arch``, ``arch_kwargs``) so the file can be loaded.
     """
@@ -52,6 +57,10 @@ def save_snn(snn: SpikingNetwork, path: str | Path, *, dtype: torch.dtype | None
                     bad.append(f"{k} (max |x| = {float(v.abs().max()):.4g})")
                 v = cast
         tensors[k] = v
+    if bad and dtype_fallback is not None and dtype_fallback != dtype:
+        log.warning("%s: %s overflow %s; stored in %s instead", path, ", ".join(bad),
+                    str(dtype).replace("torch.", ""), str(dtype_fallback).replace("torch.", ""))
+        return save_snn(snn, path, dtype=dtype_fallback, extra=extra)
     if bad:
         raise CheckpointError(
             f"{path}: {', '.join(bad)} overflow {str(dtype).replace('torch.', '')}; nothing was written. Store "

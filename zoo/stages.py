@@ -138,7 +138,7 @@ def convert(p: Params, model: str, variant: str) -> None:
     from zoo.conversion.calibration import ActivationStats
     from zoo.conversion.converter import convert as convert_model
     from zoo.data import PreparedData
-    from zoo.serialization import save_snn
+    from zoo.serialization import read_config, save_snn
     from zoo.training import load_trained
 
     m = p.models[model]
@@ -153,11 +153,11 @@ def convert(p: Params, model: str, variant: str) -> None:
               "ann_sha256": meta.get("model_sha256")}
     snn = convert_model(ann, calib, recipe, stats=ActivationStats.load(calib_file(model)), config=config,
                         progress=False)
-    dtype = getattr(torch, p.zoos[zoo].dtype)
     out = snn_file(zoo, model, variant)
-    save_snn(snn, out, dtype=dtype)
+    # a variant whose values overflow the zoo's dtype (model-based bounds in float16) is stored in float32
+    save_snn(snn, out, dtype=getattr(torch, p.zoos[zoo].dtype), dtype_fallback=torch.float32)
     thresholds = {n: float(m_.threshold.max()) for n, m_ in snn.neurons().items()}
-    write_json(out.with_suffix(".json"), {**snn.config, "dtype": str(dtype).replace("torch.", ""),
+    write_json(out.with_suffix(".json"), {**snn.config, "dtype": read_config(out)["dtype"],
                                           "max_threshold_per_layer": thresholds,
                                           "checkpoint_sha256": sha256_file(out)})
 
