@@ -12,7 +12,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _setup() -> None:
     from zoo.utils import setup_logging
