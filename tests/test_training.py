@@ -103,6 +103,38 @@ def test_channels_last(prepared_digits, tmp_path, monkeypatch):
     assert more["resumed_from_epoch"] == 2 and more["epochs"] == 3
 
 
+def test_bf16_mixed_precision(prepared_digits, tmp_path, monkeypatch):
+    """precision='bf16-mixed': forward under bfloat16 autocast, float32 weights and checkpoint, the test accuracy
+    measured in float32 (as the converter sees the weights), close to a float32 run; a runtime setting, so a
+    float32 checkpoint resumes under it."""
+    from safetensors.torch import load_file
+
+    from zoo.training import ClassifierModule
+
+    dtypes: list[torch.dtype] = []
+    step = ClassifierModule.training_step
+
+    def spy(self, batch, batch_idx):
+        dtypes.append(self.model(batch[0]).dtype)
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(ClassifierModule, "training_step", spy)
+    fp32 = train("resnet_mini", {}, prepared_digits, tmp_path / "fp32", epochs=6, **FAST)
+    assert set(dtypes) == {torch.float32}
+    dtypes.clear()
+    bf16 = train("resnet_mini", {}, prepared_digits, tmp_path / "bf16", epochs=6, precision="bf16-mixed", **FAST)
+    assert set(dtypes) == {torch.bfloat16}
+    weights = load_file(tmp_path / "bf16" / "model.safetensors")
+    assert {v.dtype for k, v in weights.items() if v.is_floating_point()} == {torch.float32}
+    ckpt = torch.load(tmp_path / "bf16" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert {v.dtype for v in ckpt["state_dict"].values() if v.is_floating_point()} == {torch.float32}
+    assert evaluate(load_trained(tmp_path / "bf16"), PreparedData(prepared_digits).test)["accuracy"] == \
+        pytest.approx(bf16["test_accuracy"])
+    assert bf16["test_accuracy"] >= 0.9 and abs(bf16["test_accuracy"] - fp32["test_accuracy"]) <= 0.03
+    more = train("resnet_mini", {}, prepared_digits, tmp_path / "fp32", epochs=7, precision="bf16-mixed", **FAST)
+    assert more["resumed_from_epoch"] == 6 and more["epochs"] == 7
+
+
 def test_deterministic(prepared_digits, tmp_path):
     a = train("resnet_mini", {}, prepared_digits, tmp_path / "a", epochs=1, **FAST)
     b = train("resnet_mini", {}, prepared_digits, tmp_path / "b", epochs=1, **FAST)

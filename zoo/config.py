@@ -62,6 +62,9 @@ class TrainConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     channels_last: bool = Field(False, description="NHWC layout for weights and batches: faster convolutions "
                                                     "(runtime setting; a checkpoint resumes under either)")
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = Field(
+        "32-true", description="Lightning precision: 'bf16-mixed' autocasts to bfloat16 (CPU or GPU), '16-mixed' "
+                               "to float16 (GPU); weights, optimizer state and the test accuracy stay float32")
 
 
 class ModelConfig(_Strict):

@@ -91,7 +91,7 @@ def train(p: Params, model: str) -> None:
                        label_smoothing=t.label_smoothing, seed=t.seed, augment=t.augment,
                        val_fraction=t.val_fraction, accelerator=t.accelerator, devices=t.devices,
                        strategy=t.strategy, num_workers=t.num_workers, channels_last=t.channels_last,
-                       tracking_uri=_tracking_uri(p),
+                       precision=t.precision, tracking_uri=_tracking_uri(p),
                        experiment=f"{p.tracking.experiment}-train", run_name=model)
     write_json(BUILD / model / "train.json", {"test_accuracy": meta["test_accuracy"], "epochs": meta.get("epochs")})
 

@@ -31,6 +31,11 @@ Details:
   batch 128 on 2 CPU threads: ResNet-20 1.4x, half-width VGG-16 1.2x, Inception 1.5x). A runtime setting like ``devices``: it does
   not enter the hyperparameters, a checkpoint resumes under either layout, and model.safetensors is always
   written contiguous (NCHW), so the outputs differ only by floating-point summation order.
+* Precision: ``precision="bf16-mixed"`` runs forward and backward under bfloat16 autocast (CPU or GPU) while
+  weights, optimizer state and checkpoints stay float32; the test accuracy in meta.json is measured in float32,
+  as the converter sees the weights. On the 2-core AVX512-BF16 development CPU one Inception training step
+  (half width, batch 128, channels-last) took 0.46 s against 0.69 s in float32 (1.5x). A runtime setting too:
+  a checkpoint resumes under any precision.
 * Determinism: ``lightning.seed_everything(seed, workers=True)`` and deterministic algorithms (warn-only, as
   some CUDA backward kernels, e.g. adaptive average pooling, have no deterministic implementation).
 * Distributed: works with ``strategy="ddp"`` (on CPU through gloo). Lightning's ddp launcher re-runs the calling
