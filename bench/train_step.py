@@ -1,13 +1,15 @@
-"""Cost of one training step in NCHW vs channels-last (NHWC) layout, on the CPU (``train.channels_last``).
+"""Cost of one training step in NCHW, channels-last (NHWC) and channels-last under bfloat16 autocast, on the
+CPU (``train.channels_last``, ``train.precision: bf16-mixed``).
 
 For each architecture, one step is what ``zoo.training`` does per batch: random crop + flip of a batch of ``B``
-random 32x32 images, forward, label-smoothed cross-entropy, backward, SGD (Nesterov momentum) step, with
-deterministic algorithms on (warn only), as the Lightning trainer runs them. The two layouts are timed in
-interleaved rounds (``--warmup`` untimed steps each, then ``--repeats`` rounds of one step per layout, in
-alternating order), so both see the same load; the table gives the medians and the median of the per-round
-ratios NCHW / NHWC (> 1: channels-last is faster). Data loading and validation are not included.
+random 32x32 images, forward (under ``torch.autocast(dtype=bfloat16)`` for bf16, as Lightning's ``bf16-mixed``
+runs it), label-smoothed cross-entropy, backward, SGD (Nesterov momentum) step on float32 weights, with
+deterministic algorithms on (warn only), as the Lightning trainer runs them. The three settings are timed in
+interleaved rounds (``--warmup`` untimed steps each, then ``--repeats`` rounds of one step per setting, in
+rotating order), so all see the same load; the table gives the medians and the medians of the per-round ratios
+NCHW / NHWC and NHWC / NHWC+bf16 (> 1: the second is faster). Data loading and validation are not included.
 
-    python bench/train_step.py               # resnet20, vgg16 half width, inception half and full width (~2 min)
+    python bench/train_step.py               # resnet20, vgg16 half width, inception half and full width (~3 min)
     python bench/train_step.py --archs resnet20_cifar --threads 2 --repeats 20
 """
 from __future__ import annotations
@@ -34,7 +36,10 @@ def parse_arch(spec: str) -> tuple[str, dict[str, float]]:
     return name, kw
 
 
-def make_step(spec: str, batch: int, channels_last: bool, seed: int = 0):
+SETTINGS = {"nchw": (False, False), "nhwc": (True, False), "nhwc+bf16": (True, True)}  # (channels_last, bf16)
+
+
+def make_step(spec: str, batch: int, channels_last: bool, bf16: bool = False, seed: int = 0):
     name, kw = parse_arch(spec)
     torch.manual_seed(seed)
     model = timm.create_model(name, num_classes=10, **kw).train()
@@ -49,7 +54,9 @@ def make_step(spec: str, batch: int, channels_last: bool, seed: int = 0):
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), labels, label_smoothing=0.1).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        F.cross_entropy(logits.float(), labels, label_smoothing=0.1).backward()
         opt.step()
         return time.perf_counter() - t
 
@@ -70,21 +77,25 @@ def main() -> None:
     print(f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__} with {a.threads} "
           f"intra-op thread(s), Python {platform.python_version()}. Date: "
           f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC. Batch {a.batch}, {a.repeats} rounds.\n")
-    print("| arch | NCHW s/step | NHWC s/step | speed-up (median of per-round ratios) | min/epoch NHWC (45k images) |")
-    print("|---|--:|--:|--:|--:|")
+    print("| arch | NCHW s/step | NHWC s/step | NHWC+bf16 s/step | NCHW/NHWC | NHWC/NHWC+bf16 "
+          "| min/epoch NHWC+bf16 (45k images) |")
+    print("|---|--:|--:|--:|--:|--:|--:|")
+    names = list(SETTINGS)
     for spec in a.archs:
-        steps = {False: make_step(spec, a.batch, False), True: make_step(spec, a.batch, True)}
+        steps = {n: make_step(spec, a.batch, *SETTINGS[n]) for n in names}
         for _ in range(a.warmup):
             for s in steps.values():
                 s()
-        times: dict[bool, list[float]] = {False: [], True: []}
+        times: dict[str, list[float]] = {n: [] for n in names}
         for r in range(a.repeats):
-            for layout in ((False, True) if r % 2 == 0 else (True, False)):
-                times[layout].append(steps[layout]())
-        nchw, nhwc = statistics.median(times[False]), statistics.median(times[True])
-        ratio = statistics.median(x / y for x, y in zip(times[False], times[True]))
-        epoch = nhwc * (45000 // a.batch) / 60
-        print(f"| `{spec}` | {nchw:.3f} | {nhwc:.3f} | {ratio:.2f}x | {epoch:.1f} |", flush=True)
+            for n in names[r % 3:] + names[:r % 3]:
+                times[n].append(steps[n]())
+        med = {n: statistics.median(times[n]) for n in names}
+        layout = statistics.median(x / y for x, y in zip(times["nchw"], times["nhwc"]))
+        bf16 = statistics.median(x / y for x, y in zip(times["nhwc"], times["nhwc+bf16"]))
+        epoch = med["nhwc+bf16"] * (45000 // a.batch) / 60
+        print(f"| `{spec}` | {med['nchw']:.3f} | {med['nhwc']:.3f} | {med['nhwc+bf16']:.3f} | {layout:.2f}x "
+              f"| {bf16:.2f}x | {epoch:.1f} |", flush=True)
     print(f"\n(run took {(time.time() - start) / 60:.1f} min)")
 
 

@@ -348,6 +348,44 @@ def test_read_index_defaults_to_the_checkout(zoo_env, monkeypatch):
     assert hub.repo_index_path() == zoo_env.remote / "index.json"
 
 
+def test_checkout_index_joins_the_other_published_zoos(zoo_env, monkeypatch):
+    """From a checkout, models/zoo and every models/zoo-<name> with an index are one zoo: listed together, and a
+    model of zoo-large is pulled from its own directory; a name published twice is an error naming both."""
+    checkout = zoo_env.tmp / "checkout" / "models"
+    full, large = checkout / "zoo", checkout / "zoo-large"
+    for d in (full, large, checkout / "demo", checkout / "zoo-empty"):
+        d.mkdir(parents=True)
+    index = make_index(full)
+    big = index["models"].pop("svgg11-mnist")
+    hub.write_index(index, full / "index.json")
+    (full / "svgg11-mnist.hu2018.safetensors").rename(large / "svgg11-mnist.hu2018.safetensors")
+    hub.write_index({"schema": 1, "models": {"svgg11-mnist": big}}, large / "index.json")
+    hub.write_index(make_index(checkout / "demo"), checkout / "demo" / "index.json")  # not models/zoo-*: not read
+    monkeypatch.delenv("ZOO_INDEX")
+    monkeypatch.delenv("ZOO_REMOTE")
+    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: full)
+    assert hub.checkout_zoo_dirs() == [full, large]
+    assert [r["name"] for r in hub.list_models()] == ["sresnet20-cifar10", "svgg11-mnist"]
+    joined = hub.read_index()
+    assert joined["models"]["svgg11-mnist"]["remote"] == large.as_uri()
+    assert "remote" not in joined["models"]["sresnet20-cifar10"]
+    assert _sha(hub.pull("svgg11-mnist")) == big["variants"]["hu2018"]["sha256"]
+    assert hub.pull("sresnet20-cifar10").is_file()
+    import zoo.serialization
+
+    monkeypatch.setattr(zoo.serialization, "load_snn", lambda path: nn.Linear(2, 2))
+    assert hub.load("svgg11-mnist").zoo_card["remote"] == large.as_uri()
+    # ZOO_INDEX names one zoo: only its models
+    monkeypatch.setenv("ZOO_INDEX", str(full / "index.json"))
+    with pytest.raises(hub.ModelNotFoundError):
+        hub.info("svgg11-mnist")
+    monkeypatch.delenv("ZOO_INDEX")
+    hub.write_index(make_index(large), large / "index.json")  # now both publish sresnet20-cifar10
+    with pytest.raises(hub.IndexFormatError, match=r"sresnet20-cifar10.*published twice.*zoo/index\.json.*"
+                                                   r"zoo-large/index\.json"):
+        hub.read_index()
+
+
 def test_remote_resolution_order(zoo_env, monkeypatch):
     index = dict(zoo_env.index, remote="https://example.invalid/zoo")
     assert hub.remote_url(index) == zoo_env.server.url  # the environment wins

@@ -11,11 +11,13 @@ Where things come from (environment variables first):
 ``ZOO_INDEX``
     The index: a path or an ``http(s)://`` / ``file://`` URL of the JSON file, or a ``dvc://`` remote (its
     ``index.json`` is read). Default: the checkout's ``models/zoo/index.json`` (found relative to the
-    package), else ``<remote>/index.json``.
+    package) together with the other published zoos beside it, ``models/zoo-<name>/index.json`` (the
+    pipeline's ``zoos.large`` is ``models/zoo-large``): one index whose entries from those zoos carry their
+    directory as ``"remote"``; else ``<remote>/index.json``.
 ``ZOO_REMOTE``
-    The base URL the model files are downloaded from. Default: the index's ``"remote"`` field if it has one,
-    else the local checkout's ``models/zoo/`` directory as a ``file://`` URL (when that directory exists, i.e.
-    when snn-zoo runs from a source checkout). Supported: ``http://``, ``https://``, ``file://``, plain paths
+    The base URL the model files are downloaded from. Default: the entry's or else the index's ``"remote"``
+    field if it has one, else the local checkout's ``models/zoo/`` directory as a ``file://`` URL (when that
+    directory exists, i.e. when snn-zoo runs from a source checkout). Supported: ``http://``, ``https://``, ``file://``, plain paths
     and ``dvc://<repo-url-or-path>[?rev=<rev>&dir=<dir-in-repo>&remote=<dvc-remote>]`` (read through
     ``dvc.api``; ``dir`` defaults to ``models/zoo``, an empty repo means the current DVC repository).
 ``ZOO_CACHE_DIR``
@@ -52,6 +54,7 @@ __all__ = [
     "UnsafeFileError",
     "RemoteError", "ChecksumError", "read_index", "write_index", "validate_index", "list_models", "info",
     "ann_reference", "best_result", "remote_url", "cache_dir", "cached_path", "pull", "load", "resolve_variant",
+    "checkout_zoo_dirs",
     "test_data", "NormalizedDataset",
 ]
 
@@ -193,7 +196,7 @@ def _validate_entry(name: Any, entry: Any, where: str) -> None:
         _fail(f"{where}.name", f"must equal its key {name!r}, got {entry.get('name')!r}")
     _check_type(entry, "arch", where, (str,), required=True)
     _check_type(entry, "dataset", where, (str,), required=True)
-    for key in ("family", "description", "notes", "git_commit"):
+    for key in ("family", "description", "notes", "git_commit", "remote"):
         _check_type(entry, key, where, (str,))
     for key in ("arch_kwargs", "params"):
         _check_type(entry, key, where, (dict,))
@@ -249,6 +252,33 @@ def repo_index_path() -> Path:
     return _repo_zoo_dir() / INDEX_NAME
 
 
+def checkout_zoo_dirs() -> list[Path]:
+    """The published zoos of the source checkout: ``models/zoo`` first (when it has an index), then every
+    ``models/zoo-<name>`` beside it that holds an ``index.json``, sorted by name."""
+    d = _repo_zoo_dir()
+    extra = sorted(p for p in d.parent.glob(f"{d.name}-*") if (p / INDEX_NAME).is_file()) if d.parent.is_dir() else []
+    return ([d] if (d / INDEX_NAME).is_file() else []) + extra
+
+
+def _read_checkout_index() -> dict:
+    """The checkout's zoos as one index: ``models/zoo``'s, with the models of the other zoos added, each with
+    its own directory (or its index's remote) as ``"remote"``. A name published by two zoos is an error."""
+    dirs = checkout_zoo_dirs()
+    index = _parse_index(dirs[0].joinpath(INDEX_NAME).read_bytes(), str(dirs[0] / INDEX_NAME))
+    index = dict(index, models=dict(index["models"]))
+    origin = {name: dirs[0] for name in index["models"]}
+    for d in dirs[1:]:
+        other = _parse_index(d.joinpath(INDEX_NAME).read_bytes(), str(d / INDEX_NAME))
+        for name, entry in other["models"].items():
+            if name in origin:
+                raise IndexFormatError(f"model {name!r} is published twice, in {origin[name] / INDEX_NAME} and "
+                                       f"{d / INDEX_NAME}: remove it from one zoo (params.yaml zoos.<zoo>.models) "
+                                       "and republish")
+            index["models"][name] = dict(entry, remote=entry.get("remote") or other.get("remote") or d.as_uri())
+            origin[name] = d
+    return index
+
+
 def cache_dir() -> Path:
     """``$ZOO_CACHE_DIR``, else ``platformdirs.user_cache_dir("snn-zoo")`` (not created here)."""
     env = os.environ.get(ENV_CACHE)
@@ -275,7 +305,8 @@ def _parse_index(data: bytes | str, source: str) -> dict:
 def read_index(path: str | Path | None = None) -> dict:
     """Read and validate the zoo index.
 
-    ``path`` (a path or URL), else ``$ZOO_INDEX``, else the checkout's ``models/zoo/index.json``, else
+    ``path`` (a path or URL), else ``$ZOO_INDEX``, else the checkout's ``models/zoo/index.json`` merged with
+    its other published zoos (:func:`checkout_zoo_dirs`), else
     ``index.json`` fetched from :func:`remote_url` (a copy is kept in the cache and used when offline).
     """
     src = str(path) if path is not None else os.environ.get(ENV_INDEX)
@@ -291,9 +322,8 @@ def read_index(path: str | Path | None = None) -> dict:
             return _parse_index(_fetch_bytes(src, INDEX_NAME), _join(src, INDEX_NAME))
         base, _, name = src.rstrip("/").rpartition("/")
         return _parse_index(_fetch_bytes(base, name), src)
-    local = repo_index_path()
-    if local.is_file():
-        return _parse_index(local.read_bytes(), str(local))
+    if repo_index_path().is_file():
+        return _read_checkout_index()
     base = remote_url(None)
     cached = cache_dir() / INDEX_NAME
     try:
@@ -481,15 +511,18 @@ def _normalized_class():
 
 
 # ----------------------------------------------------------------------------------------------- remote
-def remote_url(index: dict | None = None) -> str:
-    """The base URL model files are fetched from.
+def remote_url(index: dict | None = None, entry: dict | None = None) -> str:
+    """The base URL the files of ``entry`` (a model of ``index``) are fetched from.
 
-    ``$ZOO_REMOTE``, else ``index["remote"]``, else the default: the local checkout's ``models/zoo/``
-    directory as a ``file://`` URL (only when that directory exists, i.e. running from a source checkout).
+    ``$ZOO_REMOTE``, else ``entry["remote"]``, else ``index["remote"]``, else the default: the local
+    checkout's ``models/zoo/`` directory as a ``file://`` URL (only when that directory exists, i.e. running
+    from a source checkout).
     """
     env = os.environ.get(ENV_REMOTE)
     if env:
         return env
+    if entry and entry.get("remote"):
+        return str(entry["remote"])
     if index and index.get("remote"):
         return str(index["remote"])
     d = _repo_zoo_dir()
@@ -649,7 +682,7 @@ def pull(name: str, variant: str | None = None, *, force: bool = False, index: d
         log.warning("cached %s is corrupted (sha256 %s, size %d; expected sha256 %s, size %d): downloading it "
                     "again", dest, actual or "not computed", actual_size, sha, size)
         dest.unlink(missing_ok=True)
-    base = remote_url(index)
+    base = remote_url(index, entry)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest) as tmp:
         with open(tmp, "wb") as out:

@@ -1,6 +1,7 @@
 """CLI commands of the published zoo: ``zoo list``, ``zoo info NAME``, ``zoo pull NAME``.
 
-The index comes from ``$ZOO_INDEX`` (default: the checkout's ``models/zoo/index.json``), the files from
+The index comes from ``$ZOO_INDEX`` (default: the checkout's ``models/zoo/index.json`` and its other published
+zoos, ``models/zoo-<name>/``), the files from
 ``$ZOO_REMOTE`` and the cache is ``$ZOO_CACHE_DIR``: see :mod:`zoo.hub`. Errors print one line on stderr and
 exit with code 1.
 """
