@@ -9,7 +9,7 @@ interleaved rounds (``--warmup`` untimed steps each, then ``--repeats`` rounds o
 rotating order), so all see the same load; the table gives the medians and the medians of the per-round ratios
 NCHW / NHWC and NHWC / NHWC+bf16 (> 1: the second is faster). Data loading and validation are not included.
 
-    python bench/train_step.py               # resnet20, vgg16 half width, inception half and full width (~3 min)
+    python bench/train_step.py               # resnet20, vgg16 half width, inception half and full width
     python bench/train_step.py --archs resnet20_cifar --threads 2 --repeats 20
 """
 from __future__ import annotations
