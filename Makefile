@@ -24,7 +24,7 @@ demo: $(STAMP)  ## rebuild the embedded default zoo (scikit-learn digits, offlin
 
 zoo: $(STAMP)  ## rebuild the full zoo (MNIST, CIFAR-10 ResNet-20 and VGG-16) from the data root $$ZOO_DATA_DIR
 	$(BIN)/zoo check-data --zoo full
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro publish@full
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro publish-full
 
 test: $(STAMP)  ## run the whole test suite
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q

@@ -21,11 +21,11 @@ def _entry(name="sresnet20-cifar10", **over):
             "hu2018": {"accuracy": {"1": 0.10, "2": 0.2, "4": 0.5, "256": 0.90}, "energy_ratio": 0.31,
                        "spikes_per_image": 12345.0, "synops_per_image": 1.2e6, "test_images": 10000,
                        "energy_ratio_per_T": {"1": 0.01, "2": 0.02, "4": 0.05, "256": 0.31},
-                       "recipe": {"neuron": "if"}, "file": f"{name}.hu2018.safetensors", "size": 123456,
+                       "recipe": {"neuron": "if"}, "file": f"{name}/hu2018.safetensors", "size": 123456,
                        "sha256": "a" * 64},
             "rueckauer2017": {"accuracy": {"1": 0.05, "8": 0.7, "256": 0.88}, "energy_ratio": 0.5,
                               "spikes_per_image": 2e4, "synops_per_image": 3e6, "test_images": 10000,
-                              "file": f"{name}.rueckauer2017.safetensors", "size": 654321, "sha256": "b" * 64},
+                              "file": f"{name}/rueckauer2017.safetensors", "size": 654321, "sha256": "b" * 64},
         },
     }
     e.update(over)
@@ -37,12 +37,13 @@ def _index(*entries):
 
 
 def test_render_card_writes_markdown_and_plot(tmp_path):
-    path = cards.render_card(_entry(), tmp_path / "cards")
-    assert path == tmp_path / "cards" / "sresnet20-cifar10.md"
+    path = cards.render_card(_entry(), tmp_path / "sresnet20-cifar10")
+    assert path == tmp_path / "sresnet20-cifar10" / "README.md"
     md = path.read_text()
-    png = tmp_path / "cards" / "sresnet20-cifar10.png"
+    png = tmp_path / "sresnet20-cifar10" / "accuracy.png"
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 1000
-    assert "](sresnet20-cifar10.png)" in md
+    assert "](accuracy.png)" in md
+    assert sorted(f.name for f in path.parent.iterdir()) == ["README.md", "accuracy.png"]  # no temporary files
     # accuracy table: every T of every variant, ANN row for comparison, missing cells dashed
     assert "| Variant | T=1 | T=2 | T=4 | T=8 | T=256 |" in md
     assert "| ANN (reference) | 90.12% | 90.12% | 90.12% | 90.12% | 90.12% |" in md
@@ -62,8 +63,7 @@ def test_render_card_is_deterministic(tmp_path):
     a = cards.render_card(_entry(), tmp_path / "a")
     b = cards.render_card(_entry(), tmp_path / "b")
     assert a.read_text() == b.read_text()
-    assert (tmp_path / "a" / a.with_suffix(".png").name).read_bytes() == \
-        (tmp_path / "b" / b.with_suffix(".png").name).read_bytes()
+    assert (tmp_path / "a" / "accuracy.png").read_bytes() == (tmp_path / "b" / "accuracy.png").read_bytes()
 
 
 def test_card_marks_unpublished_variants(tmp_path):
@@ -84,12 +84,13 @@ def test_card_tolerates_missing_optional_fields(tmp_path):
     for k in ("family", "arch_kwargs", "input_shape", "description", "notes", "git_commit", "params"):
         e.pop(k)
     e["ann_accuracy"] = None
-    e["variants"] = {"hu2018": {"accuracy": {"4": None, "8": 0.5}, "file": "bare.hu2018.safetensors",
+    e["variants"] = {"hu2018": {"accuracy": {"4": None, "8": 0.5}, "file": "bare/hu2018.safetensors",
                                 "size": 10, "sha256": "c" * 64}}
     md = cards.render_card(e, tmp_path).read_text()
-    assert "| `hu2018` | – | 50.00% |" in md and (tmp_path / "bare.png").is_file()
+    assert "| `hu2018` | – | 50.00% |" in md and (tmp_path / "accuracy.png").is_file()
+    assert "`bare/hu2018.safetensors`" in md
     md = cards.render_card(e, tmp_path / "noplot", plot=False).read_text()
-    assert ".png" not in md and not (tmp_path / "noplot" / "bare.png").exists()
+    assert ".png" not in md and not (tmp_path / "noplot" / "accuracy.png").exists()
 
 
 def test_render_zoo_table():
@@ -104,18 +105,20 @@ def test_render_zoo_table():
     # svgg11: rueckauer2017 reaches 98.0% (within 1 pp of 99%) first at T=64
     assert lines[3] == ("| `svgg11-mnist` | mnist | – | 99.00% | `rueckauer2017` | 99.50% (T=64) | T=64 "
                         "(`rueckauer2017`) | 0.5 |")
-    linked = cards.render_zoo_table(idx, link_dir="models/zoo/cards/")
-    assert "[svgg11-mnist](models/zoo/cards/svgg11-mnist.md)" in linked
+    linked = cards.render_zoo_table(idx, link_dir="models/zoo/")
+    assert "[svgg11-mnist](models/zoo/svgg11-mnist/README.md)" in linked
+    assert "[svgg11-mnist](svgg11-mnist/README.md)" in cards.render_zoo_table(idx, link_dir="")
 
 
 def test_render_all(tmp_path):
     idx = _index(_entry(), _entry(name="svgg11-mnist", dataset="mnist"))
     paths = cards.render_all(idx, tmp_path)
-    assert [p.name for p in paths] == ["sresnet20-cifar10.md", "svgg11-mnist.md", "README.md"]
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
+        "sresnet20-cifar10/README.md", "svgg11-mnist/README.md", "README.md"]
     assert all(p.is_file() for p in paths)
-    assert (tmp_path / "svgg11-mnist.png").is_file()
-    assert "[svgg11-mnist](svgg11-mnist.md)" in (tmp_path / "README.md").read_text()
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert (tmp_path / "svgg11-mnist" / "accuracy.png").is_file()
+    assert "[svgg11-mnist](svgg11-mnist/README.md)" in (tmp_path / "README.md").read_text()
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 
 def test_render_all_validates(tmp_path):

@@ -94,7 +94,21 @@ def test_dvc_plots_and_stages_cover_params():
         for kind in ("convert", "evaluate"):
             assert dvc["stages"][f"{kind}-{z}"]["matrix"] == {"model": f"${{zoos.{z}.models}}",
                                                               "variant": f"${{zoos.{z}.variants}}"}
-    assert set(dvc["stages"]) >= {"prepare", "train", "export", "calibrate", "publish"}
+        assert dvc["stages"][f"package-{z}"]["matrix"] == {"model": f"${{zoos.{z}.models}}"}
+    assert set(dvc["stages"]) >= {"prepare", "train", "export", "calibrate"}
+
+
+def test_publish_stages_depend_on_every_packaged_model():
+    """publish-<zoo> lists its models' folders by hand (DVC cannot expand a list into deps): they must be those
+    of zoos.<zoo>.models, in a folder that does not overlap the stage's own outputs."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, z in params["zoos"].items():
+        stage = dvc["stages"][f"publish-{name}"]
+        folders = [d for d in stage["deps"] if d.startswith(z["dir"] + "/")]
+        assert folders == [f"{z['dir']}/{m}" for m in z["models"]], f"dvc.yaml publish-{name}.deps"
+        assert [next(iter(o)) for o in stage["outs"]] == [f"{z['dir']}/index.json", f"{z['dir']}/README.md"]
+        assert stage["cmd"] == f"python pipeline/publish.py {name}"
 
 
 def test_dvc_top_level_plots_cover_every_model_and_variant():

@@ -120,6 +120,26 @@ def _cache_files(cache: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ pull
+def test_model_folders_download_into_the_same_layout(zoo_env):
+    """The pipeline publishes ``<model>/<variant>.safetensors``; that path is fetched over HTTP and cached as is."""
+    index = copy.deepcopy(zoo_env.index)
+    folder = zoo_env.remote / "svgg11-mnist"
+    folder.mkdir()
+    (zoo_env.remote / "svgg11-mnist.hu2018.safetensors").rename(folder / "hu2018.safetensors")
+    index["models"]["svgg11-mnist"]["variants"]["hu2018"]["file"] = "svgg11-mnist/hu2018.safetensors"
+    hub.write_index(index, zoo_env.remote / "index.json")
+    path = hub.pull("svgg11-mnist")
+    assert path == zoo_env.cache / "svgg11-mnist" / "hu2018.safetensors"
+    assert path.read_bytes() == (folder / "hu2018.safetensors").read_bytes()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["hu2018.safetensors"]  # no temporary file
+    zoo_env.server.stop()
+    assert hub.pull("svgg11-mnist") == path  # a cache hit needs no network
+    path.write_bytes(b"tampered")
+    with pytest.raises(hub.RemoteError):  # corrupted cache entry, server down: an error, nothing loaded
+        hub.load("svgg11-mnist")
+    assert not path.exists()
+
+
 def test_pull_downloads_and_verifies(zoo_env):
     path = hub.pull("sresnet20-cifar10")
     src = zoo_env.remote / "sresnet20-cifar10.hu2018.safetensors"
@@ -247,8 +267,9 @@ def test_local_remotes(zoo_env, monkeypatch, kind):
         hub.pull("svgg11-mnist")
 
 
-@pytest.mark.parametrize("bad", ["model.pt", "model.pkl", "../evil.safetensors", "sub/x.safetensors",
-                                 ".hidden.safetensors", "model.safetensors.pt"])
+@pytest.mark.parametrize("bad", ["model.pt", "model.pkl", "../evil.safetensors", "a/b/x.safetensors",
+                                 "/abs/x.safetensors", "sub/../x.safetensors", "./x.safetensors", "sub\\x.safetensors",
+                                 "../sub/x.safetensors", ".hidden.safetensors", "model.safetensors.pt"])
 def test_only_plain_safetensors_files_are_accepted(zoo_env, bad):
     index = copy.deepcopy(zoo_env.index)
     index["models"]["svgg11-mnist"]["variants"]["hu2018"]["file"] = bad

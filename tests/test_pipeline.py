@@ -31,7 +31,7 @@ def run(cmd: list[str], cwd: Path, env: dict, check: bool = True, timeout: int =
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A git + DVC copy of the project that has run `dvc repro publish@demo` once."""
+    """A git + DVC copy of the project that has run `dvc repro publish-demo` once."""
     base = tmp_path_factory.mktemp("pipeline")
     repo = base / "repo"
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
@@ -57,14 +57,15 @@ def project(tmp_path_factory):
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "project"], repo, env)
     t0 = time.time()
-    out = run(["dvc", "repro", "publish@demo"], repo, env, timeout=1500)
+    out = run(["dvc", "repro", "publish-demo"], repo, env, timeout=1500)
     return {"repo": repo, "env": env, "base": base, "seconds": time.time() - t0, "log": out.stdout}
 
 
 def test_demo_runs_all_seven_stages(project):
     repo, log = project["repo"], project["log"]
     for stage in ["prepare@digits", "train@vgg-mini-digits", "export@resnet-mini-digits", "calibrate@vgg-mini-digits",
-                  "convert-demo@resnet-mini-digits-hu2018", "evaluate-demo@vgg-mini-digits-cao2015", "publish@demo"]:
+                  "convert-demo@resnet-mini-digits-hu2018", "evaluate-demo@vgg-mini-digits-cao2015",
+                  "package-demo@vgg-mini-digits", "package-demo@resnet-mini-digits", "publish-demo"]:
         assert f"Running stage '{stage}'" in log
     index = json.loads((repo / "models/demo/index.json").read_text())
     assert set(index["models"]) == {"vgg-mini-digits", "resnet-mini-digits"}
@@ -73,7 +74,10 @@ def test_demo_runs_all_seven_stages(project):
         for v in entry["variants"].values():
             assert set(v["accuracy"]) == {"1", "4", "16", "64"}
             assert (repo / "models/demo" / v["file"]).is_file()
-        assert (repo / "models/demo" / f"{name}.md").is_file() and (repo / "models/demo" / f"{name}.png").is_file()
+            assert v["file"].startswith(f"{name}/")  # one folder per model: checkpoints, card, plot, entry
+        folder = repo / "models/demo" / name
+        assert (folder / "README.md").is_file() and (folder / "accuracy.png").is_file()
+        assert json.loads((folder / "entry.json").read_text()) == entry
         best = max(entry["variants"].values(), key=lambda v: v["accuracy"]["64"])
         assert best["accuracy"]["64"] > entry["ann_accuracy"] - 0.05
         parity = json.loads((repo / f"models/build/{name}/onnx/parity.json").read_text())
@@ -85,10 +89,10 @@ def test_demo_runs_all_seven_stages(project):
 
 def test_up_to_date_and_noop_repro_is_fast(project):
     repo, env = project["repo"], project["env"]
-    status = run(["dvc", "status", "--with-deps", "publish@demo"], repo, env)
+    status = run(["dvc", "status", "--with-deps", "publish-demo"], repo, env)
     assert "up to date" in status.stdout, status.stdout
     t0 = time.time()
-    out = run(["dvc", "repro", "publish@demo"], repo, env)
+    out = run(["dvc", "repro", "publish-demo"], repo, env)
     assert time.time() - t0 < 60, "a no-op dvc repro should take seconds"
     assert "Running stage" not in out.stdout
 
@@ -105,17 +109,17 @@ def test_changing_one_variant_reruns_only_its_stages(project):
     params["variants"]["rueckauer2017"]["overrides"] = {"percentile": 99.99}
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        status = run(["dvc", "status", "--with-deps", "publish@demo"], repo, env).stdout
+        status = run(["dvc", "status", "--with-deps", "publish-demo"], repo, env).stdout
         changed = sorted(line.rstrip(":") for line in status.splitlines() if line and not line.startswith((" ", "\t")))
         assert changed == ["convert-demo@resnet-mini-digits-rueckauer2017",
                            "convert-demo@vgg-mini-digits-rueckauer2017"], status
-        ran = _ran(run(["dvc", "repro", "publish@demo"], repo, env).stdout)
+        ran = _ran(run(["dvc", "repro", "publish-demo"], repo, env).stdout)
     finally:
         path.write_text(original)
     assert ran == ["convert-demo@resnet-mini-digits-rueckauer2017", "convert-demo@vgg-mini-digits-rueckauer2017",
                    "evaluate-demo@resnet-mini-digits-rueckauer2017", "evaluate-demo@vgg-mini-digits-rueckauer2017",
-                   "publish@demo"], ran
-    run(["dvc", "repro", "publish@demo"], repo, env)  # back to the committed parameters
+                   "package-demo@resnet-mini-digits", "package-demo@vgg-mini-digits", "publish-demo"], ran
+    run(["dvc", "repro", "publish-demo"], repo, env)  # back to the committed parameters
 
 
 def test_mlflow_has_a_child_run_per_variant_and_a_champion(project):
@@ -171,7 +175,7 @@ def test_stages_run_outside_dvc_get_their_lock_link_at_publish(project):
         for script in ("convert", "evaluate"):
             run([sys.executable, f"pipeline/{script}.py", model, "low-latency"], repo, env)
         run(["dvc", "commit", "-f", stage, f"evaluate-demo@{model}-{variant}"], repo, env)
-        assert "Running stage 'publish@demo'" in run(["dvc", "repro", "publish@demo"], repo, env).stdout
+        assert f"Running stage 'package-demo@{model}'" in run(["dvc", "repro", "publish-demo"], repo, env).stdout
         entry = yaml.safe_load((repo / "dvc.lock").read_text())["stages"][stage]
         expected = hashlib.md5(json.dumps(entry, sort_keys=True).encode()).hexdigest()
         assert c.get_run(direct.info.run_id).data.tags["dvc_lock_md5"] == expected
@@ -184,7 +188,7 @@ def test_stages_run_outside_dvc_get_their_lock_link_at_publish(project):
         for stray in [*(repo / "models/snn/demo" / model).glob("low-latency*"),
                       *(repo / "models/eval/demo" / model).glob("low-latency*")]:
             shutil.rmtree(stray) if stray.is_dir() else stray.unlink()
-    run(["dvc", "repro", "publish@demo"], repo, env)  # back to the committed parameters
+    run(["dvc", "repro", "publish-demo"], repo, env)  # back to the committed parameters
     assert latest_run().data.tags["dvc_lock_md5"] != "none"  # a `dvc repro` evaluation is linked at once
 
 
@@ -226,17 +230,19 @@ def test_default_only_publishes_one_checkpoint_and_the_budget_is_enforced(projec
     demo = p.zoos["demo"].model_copy(update={"dir": str(out), "default_only": ["resnet-mini-digits"]})
     p = p.model_copy(update={"zoos": {**p.zoos, "demo": demo},
                              "publish": p.publish.model_copy(update={"registry": False})})
+    for m in demo.models:
+        stages.package(p, "demo", m)
     stages.publish(p, "demo")
     index = json.loads((out / "index.json").read_text())
     entry = index["models"]["resnet-mini-digits"]
     default = entry["default_variant"]
-    files = sorted(f.name for f in out.glob("resnet-mini-digits.*.safetensors"))
-    assert files == [f"resnet-mini-digits.{default}.safetensors"]
-    assert len(list(out.glob("vgg-mini-digits.*.safetensors"))) == len(demo.variants)  # not in default_only
+    files = sorted(f.name for f in (out / "resnet-mini-digits").glob("*.safetensors"))
+    assert files == [f"{default}.safetensors"]
+    assert len(list((out / "vgg-mini-digits").glob("*.safetensors"))) == len(demo.variants)  # not default_only
     other = next(v for v in demo.variants if v != default)
     assert "file" not in entry["variants"][other] and entry["variants"][other]["accuracy"]
     assert entry["variants"][other]["rebuild"] == f"dvc repro convert-demo@resnet-mini-digits-{other}"
-    card = (out / "resnet-mini-digits.md").read_text()
+    card = (out / "resnet-mini-digits" / "README.md").read_text()
     assert "not published" in card and f"convert-demo@resnet-mini-digits-{other}" in card
     monkeypatch.setenv("ZOO_INDEX", str(out / "index.json"))
     monkeypatch.setenv("ZOO_REMOTE", out.as_uri())
@@ -244,13 +250,22 @@ def test_default_only_publishes_one_checkpoint_and_the_budget_is_enforced(projec
     assert zoo.load("resnet-mini-digits").zoo_variant == default
     with pytest.raises(hub.NotPublishedError, match=f"{other!r} was measured.*convert-demo@resnet-mini-digits-{other}"):
         zoo.load("resnet-mini-digits", other)
-    assert not (tmp_path / "cache" / f"resnet-mini-digits.{other}.safetensors").exists()
+    assert not (tmp_path / "cache" / "resnet-mini-digits" / f"{other}.safetensors").exists()
 
-    total = sum(f.stat().st_size for f in out.glob("*.safetensors"))
+    # the budget: a model alone over it is refused by its package stage, the zoo over it by publish
+    total = sum(f.stat().st_size for f in out.rglob("*.safetensors"))
+    vgg = sum(f.stat().st_size for f in (out / "vgg-mini-digits").glob("*.safetensors"))
     tight = demo.model_copy(update={"dir": str(tmp_path / "over"), "max_mib": (total - 1) / 2**20})
+    pt = p.model_copy(update={"zoos": {**p.zoos, "demo": tight}})
+    for m in demo.models:
+        stages.package(pt, "demo", m)
     with pytest.raises(ValueError, match=r"zoos\.demo\.max_mib.*vgg-mini-digits.*Fix: add the largest models"):
-        stages.publish(p.model_copy(update={"zoos": {**p.zoos, "demo": tight}}), "demo")
-    assert not (tmp_path / "over").exists()
+        stages.publish(pt, "demo")
+    assert not (tmp_path / "over" / "index.json").exists()
+    tighter = demo.model_copy(update={"dir": str(tmp_path / "over2"), "max_mib": (vgg - 1) / 2**20})
+    with pytest.raises(ValueError, match=r"vgg-mini-digits.*max_mib.*Fix: add vgg-mini-digits to zoos\.demo"):
+        stages.package(p.model_copy(update={"zoos": {**p.zoos, "demo": tighter}}), "demo", "vgg-mini-digits")
+    assert not (tmp_path / "over2").exists()
 
 
 def test_two_queued_experiments_share_one_mlflow_store(project):
@@ -264,7 +279,7 @@ def test_two_queued_experiments_share_one_mlflow_store(project):
     run(["git", "commit", "-qm", "demo built"], repo, env)
     for p in ("99.5", "99.7"):  # values no earlier run used: DVC's run-cache would restore those without running
         run(["dvc", "exp", "run", "--queue", "-n", f"p{p.replace('.', '-')}", "-S",
-             f"+variants.rueckauer2017.overrides.percentile={p}", "publish@demo"], repo, env)
+             f"+variants.rueckauer2017.overrides.percentile={p}", "publish-demo"], repo, env)
     run(["dvc", "queue", "start", "-j", "2"], repo, env)
     deadline = time.time() + 900
     while time.time() < deadline:

@@ -105,15 +105,34 @@ def test_published_zoo_lists_its_files(zoo_name):
         pytest.skip(f"{zdir} is not published")
     index = json.loads((zdir / "index.json").read_text())
     listed = {v["file"] for e in index["models"].values() for v in e["variants"].values() if "file" in v}
-    on_disk = {p.name for p in zdir.glob("*.safetensors")}
+    on_disk = {p.relative_to(zdir).as_posix() for p in zdir.rglob("*.safetensors")}
     assert on_disk == listed, f"files not in the index: {on_disk - listed}; missing: {listed - on_disk}"
     for e in index["models"].values():
         assert "file" in e["variants"][e["default_variant"]], f"{e['name']}: its default variant is not published"
 
 
+@pytest.mark.parametrize("zoo_name", sorted(ZOOS))
+def test_published_index_joins_the_packaged_models(zoo_name):
+    """index.json is the join of the model folders' entry.json (publish-<zoo>), each card is rendered from its
+    entry (package-<zoo>@<model>), and the zoo's README table from the index: nothing was edited by hand."""
+    from zoo.cards import card_markdown, render_zoo_table
+
+    zdir = ZOOS[zoo_name]
+    if not (zdir / "index.json").is_file():
+        pytest.skip(f"{zdir} is not published")
+    index = json.loads((zdir / "index.json").read_text())
+    folders = sorted(p.parent.name for p in zdir.glob("*/entry.json"))
+    assert folders == sorted(index["models"]), "model folders and index disagree: run `dvc repro -s publish-<zoo>`"
+    for name, entry in index["models"].items():
+        assert json.loads((zdir / name / "entry.json").read_text()) == entry, f"{name}: entry.json != index entry"
+        assert (zdir / name / "README.md").read_text() == card_markdown(entry, image="accuracy.png"), name
+        assert (zdir / name / "accuracy.png").stat().st_size > 1000
+    assert render_zoo_table(index, link_dir="") in (zdir / "README.md").read_text()
+
+
 def test_published_checkpoints_fit_in_git():
     """Published checkpoints live in git: 64 MiB in all, over every zoo."""
-    sizes = {z: sum(f.stat().st_size for f in ZOOS[z].glob("*.safetensors")) for z in ZOOS if ZOOS[z].is_dir()}
+    sizes = {z: sum(f.stat().st_size for f in ZOOS[z].rglob("*.safetensors")) for z in ZOOS if ZOOS[z].is_dir()}
     total = sum(sizes.values())
     assert total <= 64 * 2**20, (f"published checkpoints take {total / 2**20:.1f} MiB (> 64 MiB; "
                                  f"{ {z: round(b / 2**20, 1) for z, b in sizes.items()} }): list the largest models "

@@ -1,9 +1,10 @@
 """Model cards and plots, rendered from the zoo index (see :mod:`zoo.hub`).
 
-:func:`render_card` writes ``<name>.md`` (architecture, dataset, accuracy at every T per variant next to the ANN,
-energy, spikes and synaptic operations, checksums, provenance, how to load it) and ``<name>.png`` (accuracy vs.
-timesteps). :func:`render_zoo_table` is the markdown table of the whole zoo for the README; :func:`render_all`
-renders every card plus a ``README.md`` table linking them. Output is deterministic (sorted, no timestamps,
+:func:`render_card` writes a model's card ``<zoo dir>/<name>/README.md`` (architecture, dataset, accuracy at
+every T per variant next to the ANN, energy, spikes and synaptic operations, checksums, provenance, how to load
+it) and ``accuracy.png`` (accuracy vs. timesteps) beside it. :func:`render_zoo_table` is the markdown table of the
+whole zoo for the README; :func:`render_zoo_readme` writes it as the zoo folder's ``README.md``, linking the
+cards; :func:`render_all` renders both. Output is deterministic (sorted, no timestamps,
 no version strings in the PNG), so re-rendering an unchanged model changes none of its files.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from zoo.hub import ann_reference, best_result, validate_index
 from zoo.utils import atomic_path
 
-__all__ = ["card_markdown", "render_card", "render_plot", "render_zoo_table", "render_all"]
+__all__ = ["card_markdown", "render_card", "render_plot", "render_zoo_table", "render_zoo_readme", "render_all"]
 
 _DASH = "–"
 
@@ -219,15 +220,18 @@ def render_plot(entry: dict, path: str | Path) -> Path:
     return path
 
 
+CARD, PLOT = "README.md", "accuracy.png"  # in a model's folder of the zoo: <zoo dir>/<name>/
+
+
 def render_card(entry: dict, out_dir: str | Path, *, plot: bool = True, generated: str | None = None) -> Path:
-    """Write ``<out_dir>/<name>.md`` (and ``<name>.png``, linked from it, when ``plot``); returns the card's path."""
+    """Write the card ``<out_dir>/README.md`` (and ``accuracy.png``, linked from it, when ``plot``) of one model;
+    ``out_dir`` is the model's folder of the zoo. Returns the card's path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = entry["name"]
     image = None
     if plot:
-        image = render_plot(entry, out_dir / f"{name}.png").name
-    card = out_dir / f"{name}.md"
+        image = render_plot(entry, out_dir / PLOT).name
+    card = out_dir / CARD
     with atomic_path(card) as tmp:
         tmp.write_text(card_markdown(entry, image=image, generated=generated), encoding="utf-8")
         tmp.chmod(0o644)
@@ -251,7 +255,8 @@ def first_within(entry: dict, tolerance: float = 0.01) -> tuple[str, int, float]
 
 def render_zoo_table(index: dict, *, link_dir: str | None = None) -> str:
     """Markdown table of every model: name, dataset, ANN accuracy, best variant, best SNN accuracy and its T,
-    energy ratio (of the best variant). ``link_dir`` (e.g. ``"models/zoo/cards"``) links names to their cards."""
+    energy ratio (of the best variant). ``link_dir`` (e.g. ``"models/zoo"``, the zoo's folder) links names to their
+    cards (``<link_dir>/<name>/README.md``)."""
     rows = []
     for name, e in sorted(index.get("models", {}).items()):
         best = best_result(e)
@@ -259,7 +264,7 @@ def render_zoo_table(index: dict, *, link_dir: str | None = None) -> str:
             label = f"`{name}`"
         else:
             prefix = link_dir.rstrip("/") + "/" if link_dir else ""
-            label = f"[{name}]({prefix}{name}.md)"
+            label = f"[{name}]({prefix}{name}/{CARD})"
         ev = e.get("evaluation") or {}
         images = _num(ev.get("test_images")) if ev.get("test_images") else _DASH
         near = first_within(e)
@@ -277,19 +282,24 @@ def render_zoo_table(index: dict, *, link_dir: str | None = None) -> str:
     return "\n".join(_table(header, rows, ["---", "---", "--:", "--:", "---", "--:", "--:", "--:"])) + "\n"
 
 
-def render_all(index: dict, out_dir: str | Path, *, plot: bool = True) -> list[Path]:
-    """Render every model's card (and plot) into ``out_dir`` plus ``README.md`` with the zoo table linking
-    them; returns the written paths (cards first, README last)."""
-    validate_index(index)
-    out_dir = Path(out_dir)
-    paths = [render_card(e, out_dir, plot=plot) for _, e in sorted(index["models"].items())]
-    readme = out_dir / "README.md"
+def render_zoo_readme(index: dict, out_dir: str | Path) -> Path:
+    """Write ``<out_dir>/README.md``: the zoo table, linking each model's card (``<name>/README.md``)."""
+    readme = Path(out_dir) / "README.md"
     text = "# The snn-zoo model zoo\n\n" + render_zoo_table(index, link_dir="") + \
         "\nLoad any of them with `zoo.load(\"<name>\")`; `zoo list` shows the same table.\n"
     with atomic_path(readme) as tmp:
         tmp.write_text(text, encoding="utf-8")
         tmp.chmod(0o644)
-    return paths + [readme]
+    return readme
+
+
+def render_all(index: dict, out_dir: str | Path, *, plot: bool = True) -> list[Path]:
+    """Render every model's card (and plot) into ``<out_dir>/<name>/`` plus ``<out_dir>/README.md`` with the zoo
+    table linking them; returns the written paths (cards first, README last)."""
+    validate_index(index)
+    out_dir = Path(out_dir)
+    paths = [render_card(e, out_dir / name, plot=plot) for name, e in sorted(index["models"].items())]
+    return paths + [render_zoo_readme(index, out_dir)]
 
 
 def render_variant_table(index: dict, timesteps: tuple[int, ...] = (4, 16, 32, 64, 128, 256)) -> str:

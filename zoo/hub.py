@@ -1,9 +1,10 @@
 """The published zoo: the index, the remote, a verified download cache and :func:`load`.
 
 The zoo is described by one JSON index (``models/zoo/index.json`` in the repository, written by the
-pipeline's publish stage through :func:`write_index`). Every published (model, variant) is ONE
-``.safetensors`` file listed in the index with its size and sha256; the files live next to the index on the
-remote. A variant without a file was measured but not published (the zoo's ``default_only`` models keep only
+pipeline's publish stage through :func:`write_index` from the entries of its packaged models). Every published
+(model, variant) is ONE ``.safetensors`` file listed in the index with its size, sha256 and path relative to
+the index, ``<model>/<variant>.safetensors`` (each model's folder also holds its card); the files lie in the
+same layout next to the index on the remote. A variant without a file was measured but not published (the zoo's ``default_only`` models keep only
 their default variant's checkpoint); its record says how to ``rebuild`` it.
 
 Where things come from (environment variables first):
@@ -23,8 +24,8 @@ Where things come from (environment variables first):
 ``ZOO_CACHE_DIR``
     Where downloaded files are kept. Default: ``platformdirs.user_cache_dir("snn-zoo")``.
 
-Safety: only ``.safetensors`` files (plain names, no directories) are ever accepted from an index, so nothing
-is ever unpickled; every download is streamed into a temporary file next to its destination and verified
+Safety: only ``.safetensors`` files (a plain name, or a plain folder name and a plain name: no absolute paths,
+no ``..``) are ever accepted from an index, so nothing is ever unpickled or written outside the cache; every download is streamed into a temporary file next to its destination and verified
 (size and sha256 against the index) before an atomic rename, and a cached file is hashed again every time it
 is used, so a corrupted cache entry is detected and downloaded again.
 """
@@ -71,7 +72,7 @@ MAX_INDEX_BYTES = 64 << 20
 USER_AGENT = "snn-zoo (+https://github.com/snn-zoo)"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
-_FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*\.safetensors")
+_FILE_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9._+-]*/)?[A-Za-z0-9][A-Za-z0-9._+-]*\.safetensors")
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
 
 
@@ -154,10 +155,12 @@ def _check_type(obj: dict, key: str, where: str, kinds: tuple, *, required: bool
 
 
 def check_file_name(file: Any, where: str = "file") -> str:
-    """Return ``file`` if it is a plain ``<name>.safetensors`` file name, else raise :class:`UnsafeFileError`."""
+    """Return ``file`` if it is ``<name>.safetensors`` or ``<folder>/<name>.safetensors`` with plain names, else
+    raise :class:`UnsafeFileError`."""
     if not isinstance(file, str) or not _FILE_RE.fullmatch(file):
-        raise UnsafeFileError(f"{where}: {file!r} is refused: the zoo only accepts plain '<name>.safetensors' "
-                              "file names (no other formats are ever downloaded or unpickled, no directories)")
+        raise UnsafeFileError(f"{where}: {file!r} is refused: the zoo only accepts '<name>.safetensors' or "
+                              "'<model>/<name>.safetensors' with plain names (no other formats are ever downloaded "
+                              "or unpickled; no absolute paths, '..' or deeper folders)")
     return file
 
 
@@ -475,7 +478,7 @@ def test_data(name: str, root: str | Path | None = None, download: bool = False,
     spec = entry.get("input") or {}
     if not all(k in spec for k in ("source", "mean", "std")):
         raise IndexFormatError(f"model {name!r}: its index entry has no input normalization ('input': source, "
-                               "mean, std); republish it with a current snn-zoo (`dvc repro publish@<zoo>`)")
+                               "mean, std); republish it with a current snn-zoo (`dvc repro package-<zoo>@<model>`)")
     from zoo.data import load_dataset
 
     return NormalizedDataset(load_dataset(spec["source"], "test", root, download), spec["mean"], spec["std"],

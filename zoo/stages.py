@@ -8,7 +8,9 @@ Layout of what the stages write (DVC outputs):
     models/build/<model>/calibration.safetensors  calibrate@<model>
     models/snn/<zoo>/<model>/<variant>.*          convert-<zoo>@<model>-<variant>: .safetensors + .json
     models/eval/<zoo>/<model>/<variant>.*         evaluate-<zoo>@<model>-<variant>: .json, .csv, -plots/
-    <zoos.<zoo>.dir>/                             publish@<zoo>: index.json, checkpoints, model cards
+    <zoos.<zoo>.dir>/<model>/                     package-<zoo>@<model>: <variant>.safetensors, entry.json,
+                                                  README.md (model card), accuracy.png
+    <zoos.<zoo>.dir>/index.json, README.md        publish-<zoo>: the zoo's index and table, from the entries
 """
 from __future__ import annotations
 
@@ -229,94 +231,140 @@ def evaluate(p: Params, model: str, variant: str) -> None:
     log.info("%s/%s: %s", model, variant, {t: round(a, 4) for t, a in result.accuracy.items()})
 
 
-def _published_files(p: Params, zoo: str, defaults: dict[str, str]) -> dict[tuple[str, str], Path]:
-    """(model, variant) -> the SNN checkpoint to publish: every variant, or only the default one for the zoo's
-    ``default_only`` models. Raises ValueError, before anything is written, if they exceed ``max_mib``."""
+ENTRY = "entry.json"  # a packaged model's index entry, beside its checkpoints and card
+
+
+def package_dir(p: Params, zoo: str, model: str) -> Path:
+    """``<zoos.<zoo>.dir>/<model>``: the published folder of one model (checkpoints, card, plot, entry)."""
+    return Path(p.zoos[zoo].dir) / model
+
+
+def _published_variants(p: Params, zoo: str, model: str, default: str) -> list[str]:
+    """The variants of ``model`` that get a checkpoint in git: all, or only ``default`` for the zoo's
+    ``default_only`` models. Raises ValueError, before anything is written, if they alone exceed ``max_mib``."""
     z = p.zoos[zoo]
-    files = {(m, v): snn_file(zoo, m, v) for m in z.models for v in z.variants
-             if m not in z.default_only or v == defaults[m]}
-    total = sum(f.stat().st_size for f in files.values())
+    variants = [v for v in z.variants if model not in z.default_only or v == default]
+    total = sum(snn_file(zoo, model, v).stat().st_size for v in variants)
     if total > z.max_mib * 2**20:
-        per_model: dict[str, int] = {}
-        for (m, _), f in files.items():
-            per_model[m] = per_model.get(m, 0) + f.stat().st_size
-        sizes = ", ".join(f"{m} {b / 2**20:.1f} MiB" for m, b in sorted(per_model.items(), key=lambda kv: -kv[1]))
-        raise ValueError(f"zoo {zoo!r}: its checkpoints take {total / 2**20:.1f} MiB, more than zoos.{zoo}.max_mib "
-                         f"= {z.max_mib:g} ({sizes}). Fix: add the largest models to zoos.{zoo}.default_only "
-                         f"(only their default variant is published), or raise max_mib if the files need not "
-                         f"live in git")
-    return files
+        raise ValueError(f"{model}: its checkpoints take {total / 2**20:.1f} MiB, more than zoos.{zoo}.max_mib = "
+                         f"{z.max_mib:g}. Fix: add {model} to zoos.{zoo}.default_only (only its default variant is "
+                         "published), or raise max_mib if the files need not live in git")
+    return variants
 
 
-def publish(p: Params, zoo: str) -> None:
+def package(p: Params, zoo: str, model: str) -> None:
+    """Package one model of a zoo into ``<zoos.<zoo>.dir>/<model>/``: its published SNN checkpoints
+    (``<variant>.safetensors``), ``entry.json`` (its index entry), the model card ``README.md`` and
+    ``accuracy.png``; register its default variant in the MLflow model registry. ``publish-<zoo>`` joins the
+    entries into the zoo's index, so one model is republished without the build outputs of the others."""
     from zoo import cards, hub
     from zoo.tracking import git_commit, latest_run, register_champion
 
-    z = p.zoos[zoo]
-    out = Path(z.dir)
-    uri = _tracking_uri(p)
+    z, m = p.zoos[zoo], p.models[model]
+    out = package_dir(p, zoo, model)
     T = str(p.tracking.champion_at_T)
-    evals = {(m, v): json.loads((eval_dir(zoo, m) / f"{v}.json").read_text()) for m in z.models for v in z.variants}
+    evals = {v: json.loads((eval_dir(zoo, model) / f"{v}.json").read_text()) for v in z.variants}
     # the default variant: the most accurate at champion_at_T (the first listed on ties)
-    defaults = {m: max(z.variants, key=lambda v: (evals[m, v]["accuracy"].get(T, 0.0), -z.variants.index(v)))
-                for m in z.models}
-    files = _published_files(p, zoo, defaults)
+    default = max(z.variants, key=lambda v: (evals[v]["accuracy"].get(T, 0.0), -z.variants.index(v)))
+    published = _published_variants(p, zoo, model, default)
+    meta = _meta(model)
+    entry: dict[str, Any] = {
+        "name": model, "family": m.family, "arch": m.arch, "arch_kwargs": meta["arch_kwargs"],
+        "dataset": m.dataset, "input_shape": meta.get("input_shape"), "ann_accuracy": meta["test_accuracy"],
+        "description": m.description, "git_commit": git_commit(), "params": m.model_dump(), "variants": {},
+    }
+    ds = meta.get("dataset") or {}
+    if ds.get("normalization"):  # for zoo.test_data: the test split normalized as in training
+        entry["input"] = {"source": ds.get("source", p.datasets[m.dataset].source), **ds["normalization"]}
     out.mkdir(parents=True, exist_ok=True)
-    index: dict[str, Any] = {"schema": 1, "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                             "models": {}}
-    if z.remote:
-        index["remote"] = z.remote
-    keep = set()
-    for model in z.models:
-        m = p.models[model]
-        meta = _meta(model)
-        entry: dict[str, Any] = {
-            "name": model, "family": m.family, "arch": m.arch, "arch_kwargs": meta["arch_kwargs"],
-            "dataset": m.dataset, "input_shape": meta.get("input_shape"), "ann_accuracy": meta["test_accuracy"],
-            "description": m.description, "git_commit": git_commit(), "params": m.model_dump(),
-            "variants": {},
-        }
-        ds = meta.get("dataset") or {}
-        if ds.get("normalization"):  # for zoo.test_data: the test split normalized as in training
-            entry["input"] = {"source": ds.get("source", p.datasets[m.dataset].source), **ds["normalization"]}
-        for variant in z.variants:
-            ev = evals[model, variant]
-            src = snn_file(zoo, model, variant)
-            recipe = json.loads(src.with_suffix(".json").read_text())["recipe"]
-            var = entry["variants"][variant] = {
-                "accuracy": ev["accuracy"], "energy_ratio": ev["energy_ratio"][max(ev["energy_ratio"], key=int)],
-                "energy_ratio_per_T": ev["energy_ratio"],
-                "spikes_per_image": ev["spikes_per_image"][max(ev["spikes_per_image"], key=int)],
-                "synops_per_image": ev["synops_per_image"][max(ev["synops_per_image"], key=int)],
-                "test_images": ev["images"], "recipe": recipe}
-            if (model, variant) in files:
-                name = f"{model}.{variant}.safetensors"
-                shutil.copyfile(src, out / name)
-                keep.add(name)
-                var.update(file=name, size=(out / name).stat().st_size, sha256=sha256_file(out / name))
-            else:
-                var["rebuild"] = f"dvc repro convert-{zoo}@{model}-{variant}"
-        entry["default_variant"] = defaults[model]
-        ev = evals[model, defaults[model]]
-        entry["evaluation"] = {"test_images": ev["images"], "test_split_images": ev.get("test_split_images"),
-                               "ann_accuracy": ev["ann_accuracy"]}
-        if p.publish.registry:  # the champion is the index's default variant: the run of this very checkpoint
-            run = latest_run(uri, p.tracking.experiment, {"zoo_model": model, "zoo_variant": defaults[model],
-                                                          "snn_sha256": entry["variants"][defaults[model]]["sha256"]})
-            if run is not None:
-                version = register_champion(uri, run.info.run_id, f"snn-zoo-{model}")
-                entry["mlflow"] = {"registered_model": f"snn-zoo-{model}", "version": version, "alias": "champion",
-                                   "variant": run.data.tags.get("zoo_variant")}
-        index["models"][model] = entry
-    for stale in out.glob("*.safetensors"):
-        if stale.name not in keep:
+    for stale in out.glob("*.safetensors"):  # DVC empties the folder first; a direct run may leave old files
+        if stale.stem not in published:
             stale.unlink()
-    hub.write_index(index, out / "index.json")
-    cards.render_all(index, out)
-    linked = _link_runs_to_lock(p, zoo)
+    for variant in z.variants:
+        ev = evals[variant]
+        src = snn_file(zoo, model, variant)
+        recipe = json.loads(src.with_suffix(".json").read_text())["recipe"]
+        var = entry["variants"][variant] = {
+            "accuracy": ev["accuracy"], "energy_ratio": ev["energy_ratio"][max(ev["energy_ratio"], key=int)],
+            "energy_ratio_per_T": ev["energy_ratio"],
+            "spikes_per_image": ev["spikes_per_image"][max(ev["spikes_per_image"], key=int)],
+            "synops_per_image": ev["synops_per_image"][max(ev["synops_per_image"], key=int)],
+            "test_images": ev["images"], "recipe": recipe}
+        if variant in published:
+            dst = out / f"{variant}.safetensors"
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
+            var.update(file=f"{model}/{dst.name}", size=dst.stat().st_size, sha256=sha256_file(dst))
+        else:
+            var["rebuild"] = f"dvc repro convert-{zoo}@{model}-{variant}"
+    entry["default_variant"] = default
+    ev = evals[default]
+    entry["evaluation"] = {"test_images": ev["images"], "test_split_images": ev.get("test_split_images"),
+                           "ann_accuracy": ev["ann_accuracy"]}
+    uri = _tracking_uri(p)
+    if p.publish.registry:  # the champion is the index's default variant: the run of this very checkpoint
+        run = latest_run(uri, p.tracking.experiment, {"zoo_model": model, "zoo_variant": default,
+                                                      "snn_sha256": entry["variants"][default]["sha256"]})
+        if run is not None:
+            version = register_champion(uri, run.info.run_id, f"snn-zoo-{model}")
+            entry["mlflow"] = {"registered_model": f"snn-zoo-{model}", "version": version, "alias": "champion",
+                               "variant": run.data.tags.get("zoo_variant")}
+    hub.validate_index({"schema": hub.SCHEMA, "models": {model: entry}}, str(out / ENTRY))
+    write_json(out / ENTRY, entry)
+    cards.render_card(entry, out)
+    linked = _link_runs_to_lock(p, zoo, model)
     if linked:
         log.info("tagged %d MLflow runs with their convert stage's dvc.lock md5", linked)
-    log.info("published %d models (%d checkpoints) to %s", len(index["models"]), len(keep), out)
+    log.info("packaged %s (%d of %d variants with a checkpoint) in %s", model, len(published), len(z.variants), out)
+
+
+def read_package(p: Params, zoo: str, model: str) -> dict[str, Any]:
+    """The entry of a packaged model, checked against its files (size and sha256 of every checkpoint)."""
+    from zoo import hub
+
+    d = package_dir(p, zoo, model)
+    path = d / ENTRY
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: run `dvc repro package-{zoo}@{model}`")
+    entry = json.loads(path.read_text())
+    hub.validate_index({"schema": hub.SCHEMA, "models": {model: entry}}, str(path))
+    for v, var in entry["variants"].items():
+        if "file" not in var:
+            continue
+        f = Path(p.zoos[zoo].dir) / var["file"]
+        if not f.is_file() or f.stat().st_size != var["size"] or sha256_file(f) != var["sha256"]:
+            raise ValueError(f"{f} does not match {path} (variant {v!r}: size {var['size']}, sha256 "
+                             f"{var['sha256']}): run `dvc repro package-{zoo}@{model}` again")
+    return entry
+
+
+def publish(p: Params, zoo: str) -> None:
+    """Join the packaged models of a zoo (``<dir>/<model>/entry.json``) into ``<dir>/index.json`` and the zoo's
+    ``README.md`` table; refuses a zoo whose checkpoints exceed ``max_mib``, before anything is written."""
+    from zoo import cards, hub
+
+    z = p.zoos[zoo]
+    out = Path(z.dir)
+    entries = {model: read_package(p, zoo, model) for model in z.models}
+    sizes = {m: sum(v.get("size", 0) for v in e["variants"].values()) for m, e in entries.items()}
+    if sum(sizes.values()) > z.max_mib * 2**20:
+        listed = ", ".join(f"{m} {b / 2**20:.1f} MiB" for m, b in sorted(sizes.items(), key=lambda kv: -kv[1]))
+        raise ValueError(f"zoo {zoo!r}: its checkpoints take {sum(sizes.values()) / 2**20:.1f} MiB, more than "
+                         f"zoos.{zoo}.max_mib = {z.max_mib:g} ({listed}). Fix: add the largest models to "
+                         f"zoos.{zoo}.default_only (only their default variant is published), or raise max_mib if "
+                         "the files need not live in git")
+    for d in sorted(out.glob(f"*/{ENTRY}")):
+        if d.parent.name not in entries:
+            log.warning("%s: not a model of zoo %r (params.yaml zoos.%s.models) and not in its index: remove it",
+                        d.parent, zoo, zoo)
+    index: dict[str, Any] = {"schema": hub.SCHEMA, "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                             "models": entries}
+    if z.remote:
+        index["remote"] = z.remote
+    hub.write_index(index, out / "index.json")
+    cards.render_zoo_readme(index, out)
+    log.info("published %d models (%d checkpoints) in %s", len(entries),
+             sum("file" in v for e in entries.values() for v in e["variants"].values()), out / "index.json")
 
 
 def _lock_md5(stage: str, out: Path | None = None) -> str:
@@ -325,7 +373,7 @@ def _lock_md5(stage: str, out: Path | None = None) -> str:
     DVC writes a stage's entry when the stage completes, so under ``dvc repro`` the convert stage that produced
     the checkpoint being evaluated is there. A stage run directly (``python pipeline/convert.py``) leaves the
     entry of the previous DVC run in place; with ``out`` given, the entry counts only if its recorded md5 of
-    ``out`` is the file's md5 now, so such a stale entry gives "none" (the publish stage fills the tag in later,
+    ``out`` is the file's md5 now, so such a stale entry gives "none" (the package stage fills the tag in later,
     see :func:`_link_runs_to_lock`).
     """
     import hashlib
@@ -345,36 +393,36 @@ def _lock_md5(stage: str, out: Path | None = None) -> str:
     return hashlib.md5(json.dumps(entry, sort_keys=True).encode()).hexdigest()
 
 
-def _link_runs_to_lock(p: Params, zoo: str) -> int:
+def _link_runs_to_lock(p: Params, zoo: str, model: str) -> int:
     """Tag each variant's MLflow run with the dvc.lock entry of the convert stage that made its checkpoint.
 
     Evaluate stages run outside ``dvc repro`` (then ``dvc commit``-ed) log ``dvc_lock_md5=none``; by the time
-    ``publish`` runs the lock is current. Runs are matched by model, variant and the checkpoint's sha256, so a
+    ``package`` runs the lock is current. Runs are matched by model, variant and the checkpoint's sha256, so a
     run of another checkpoint is never relabelled. Returns the number of runs tagged.
     """
     from zoo.tracking import set_run_tags
 
-    z, n = p.zoos[zoo], 0
-    for model in z.models:
-        for variant in z.variants:
-            ckpt = snn_file(zoo, model, variant)
-            md5 = _lock_md5(f"convert-{zoo}@{model}-{variant}", ckpt)
-            if md5 != "none":
-                n += set_run_tags(_tracking_uri(p), p.tracking.experiment,
-                                  {"zoo_model": model, "zoo_variant": variant, "snn_sha256": sha256_file(ckpt)},
-                                  {"dvc_lock_md5": md5})
+    n = 0
+    for variant in p.zoos[zoo].variants:
+        ckpt = snn_file(zoo, model, variant)
+        md5 = _lock_md5(f"convert-{zoo}@{model}-{variant}", ckpt)
+        if md5 != "none":
+            n += set_run_tags(_tracking_uri(p), p.tracking.experiment,
+                              {"zoo_model": model, "zoo_variant": variant, "snn_sha256": sha256_file(ckpt)},
+                              {"dvc_lock_md5": md5})
     return n
 
 
 STAGES = {"prepare": (prepare, 1), "train": (train, 1), "export": (export, 1), "calibrate": (calibrate, 1),
-          "convert": (convert, 2), "evaluate": (evaluate, 2), "publish": (publish, 1)}
+          "convert": (convert, 2), "evaluate": (evaluate, 2), "package": (package, 2), "publish": (publish, 1)}
 
 
 def main(stage: str, argv: list[str] | None = None) -> int:
     """Entry point of ``pipeline/<stage>.py``: validate params.yaml, then run the stage."""
     fn, nargs = STAGES[stage]
     ap = argparse.ArgumentParser(prog=f"pipeline/{stage}.py", description=(fn.__doc__ or "").strip() or None)
-    names = ["dataset"] if stage == "prepare" else ["zoo"] if stage == "publish" else ["model", "variant"][:nargs]
+    names = {"prepare": ["dataset"], "package": ["zoo", "model"], "publish": ["zoo"]}.get(
+        stage, ["model", "variant"][:nargs])
     for n in names:
         ap.add_argument(n)
     ap.add_argument("--params", default="params.yaml")
@@ -392,6 +440,9 @@ def main(stage: str, argv: list[str] | None = None) -> int:
             value = getattr(args, n)
             if value not in section[n]:
                 raise ConfigError(f"unknown {n} {value!r}; params.yaml declares: {', '.join(section[n])}")
+        if stage == "package" and args.model not in p.zoos[args.zoo].models:
+            raise ConfigError(f"{args.model!r} is not a model of zoo {args.zoo!r}; zoos.{args.zoo}.models: "
+                              f"{', '.join(p.zoos[args.zoo].models)}")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -64,12 +64,12 @@ def _dvc_repro(target: str) -> int:
 
 @app.command()
 def demo(params: str = typer.Option("params.yaml")) -> None:
-    """Rebuild the embedded demo zoo (scikit-learn digits, offline): `dvc repro publish@demo`."""
+    """Rebuild the embedded demo zoo (scikit-learn digits, offline): `dvc repro publish-demo`."""
     p = _params(params)
     t0 = time.time()
-    code = _dvc_repro("publish@demo")
+    code = _dvc_repro("publish-demo")
     if code:
-        _fail(f"dvc repro publish@demo failed (exit {code})", code)
+        _fail(f"dvc repro publish-demo failed (exit {code})", code)
     typer.echo(f"demo zoo rebuilt in {time.time() - t0:.0f} s: {p.zoos['demo'].dir}/index.json; "
                f"browse runs with `mlflow ui --backend-store-uri {p.tracking.uri}`; `zoo best MODEL --at-T 32`")
 

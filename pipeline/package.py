@@ -1,0 +1,7 @@
+"""DVC stage `package` (see dvc.yaml); the logic is zoo.stages.package."""
+import sys
+
+from zoo.stages import main
+
+if __name__ == "__main__":
+    sys.exit(main("package", sys.argv[1:]))
