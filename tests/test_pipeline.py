@@ -61,7 +61,7 @@ def project(tmp_path_factory):
     return {"repo": repo, "env": env, "base": base, "seconds": time.time() - t0, "log": out.stdout}
 
 
-def test_demo_runs_all_seven_stages(project):
+def test_demo_runs_all_eight_stages(project):
     repo, log = project["repo"], project["log"]
     for stage in ["prepare@digits", "train@vgg-mini-digits", "export@resnet-mini-digits", "calibrate@vgg-mini-digits",
                   "convert-demo@resnet-mini-digits-hu2018", "evaluate-demo@vgg-mini-digits-cao2015",
