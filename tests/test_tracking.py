@@ -7,7 +7,7 @@ import json
 import yaml
 
 from zoo.stages import _lock_md5
-from zoo.tracking import client, experiment_id, set_run_tags
+from zoo.tracking import client, experiment_id, register_champion, set_run_tags
 
 
 def _lock(tmp_path, out_md5: str) -> dict:
@@ -50,3 +50,18 @@ def test_set_run_tags_changes_only_matching_runs(tmp_path):
     assert c.get_run(ids["b"]).data.tags["dvc_lock_md5"] == "none"
     assert set_run_tags(uri, "snn-zoo", match, {"dvc_lock_md5": "f" * 32}) == 0  # already tagged
     assert set_run_tags(uri, "no-such-experiment", match, {"dvc_lock_md5": "f" * 32}) == 0
+
+
+def test_register_champion_reuses_the_version_of_a_registered_run(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    c = client(uri)
+    exp = experiment_id(uri, "snn-zoo")
+    first, second = (c.create_run(exp, tags={"zoo_variant": v}).info.run_id for v in ("a", "b"))
+    assert register_champion(uri, first, "snn-zoo-m") == 1
+    assert register_champion(uri, first, "snn-zoo-m") == 1  # the same checkpoint repackaged: no new version
+    assert register_champion(uri, second, "snn-zoo-m") == 2
+    assert int(c.get_model_version_by_alias("snn-zoo-m", "champion").version) == 2
+    assert register_champion(uri, first, "snn-zoo-m") == 1  # back to the first run: the alias follows
+    assert int(c.get_model_version_by_alias("snn-zoo-m", "champion").version) == 1
+    assert len(c.search_model_versions("name = 'snn-zoo-m'")) == 2
+    assert register_champion(uri, first, "snn-zoo-other") == 1  # the same run under another name

@@ -189,18 +189,25 @@ def set_run_tags(uri: str, experiment: str, match: dict[str, str], tags: dict[st
 
 
 def register_champion(uri: str, run_id: str, name: str, alias: str = "champion") -> int:
-    """Register the run's SNN checkpoint (artifact ``snn/``) as a new version of ``name``; alias it."""
+    """Register the run's SNN checkpoint (artifact ``snn/``) as a version of ``name`` and point ``alias`` at it.
+
+    A run that is already registered under ``name`` keeps its version (the newest one, if it has several):
+    repackaging an unchanged checkpoint moves the alias back to it instead of adding a duplicate version."""
     with locked(uri):
         c = client(uri)
         try:
             c.get_registered_model(name)
         except Exception:  # noqa: BLE001
             c.create_registered_model(name, description="snn-zoo spiking model (safetensors checkpoint)")
-        run = c.get_run(run_id)
-        mv = c.create_model_version(name, source=f"{run.info.artifact_uri}/snn", run_id=run_id,
-                                    tags={"zoo_variant": run.data.tags.get("zoo_variant", "")})
-        c.set_registered_model_alias(name, alias, mv.version)
-        return int(mv.version)
+        known = c.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        if known:
+            version = max(int(mv.version) for mv in known)
+        else:
+            run = c.get_run(run_id)
+            version = int(c.create_model_version(name, source=f"{run.info.artifact_uri}/snn", run_id=run_id,
+                                                 tags={"zoo_variant": run.data.tags.get("zoo_variant", "")}).version)
+        c.set_registered_model_alias(name, alias, str(version))
+        return version
 
 
 __all__ = ["resolve_uri", "log_variant", "child_runs", "ranked_variants", "register_champion", "parent_run", "locked",
