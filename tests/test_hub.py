@@ -417,6 +417,30 @@ def test_remote_resolution_order(zoo_env, monkeypatch):
     assert hub.pull("svgg11-mnist").is_file()
 
 
+def test_an_index_read_from_a_path_or_url_serves_its_files_from_there(zoo_env, monkeypatch, tmp_path):
+    """Without ZOO_REMOTE and a "remote" field, ZOO_INDEX's own directory is the remote (e.g. models/zoo-large
+    picked with ZOO_INDEX), not the checkout's models/zoo."""
+    monkeypatch.delenv("ZOO_REMOTE")
+    checkout = tmp_path / "checkout-zoo"
+    checkout.mkdir()
+    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: checkout)  # holds none of the files
+    index = hub.read_index()
+    assert index == zoo_env.index
+    assert hub.remote_url(index) == zoo_env.remote.as_uri()
+    assert hub.remote_url(dict(index)) == checkout.as_uri()  # a plain dict knows no origin
+    sha = zoo_env.index["models"]["svgg11-mnist"]["variants"]["hu2018"]["sha256"]
+    assert _sha(hub.pull("svgg11-mnist")) == sha
+    for p in zoo_env.cache.rglob("*.safetensors"):
+        p.unlink()
+    monkeypatch.setenv("ZOO_INDEX", f"{zoo_env.server.url}/index.json")  # over HTTP: the server's directory
+    assert hub.remote_url(hub.read_index()) == zoo_env.server.url
+    assert _sha(hub.pull("svgg11-mnist")) == sha
+    named = dict(zoo_env.index, remote="https://example.invalid/zoo")  # a "remote" field still wins
+    hub.write_index(named, zoo_env.remote / "index.json")
+    monkeypatch.setenv("ZOO_INDEX", str(zoo_env.remote / "index.json"))
+    assert hub.remote_url(hub.read_index()) == "https://example.invalid/zoo"
+
+
 def test_bad_index_json_is_a_clear_error(zoo_env):
     (zoo_env.remote / "index.json").write_text("{not json")
     with pytest.raises(hub.IndexFormatError, match="index.json: not valid JSON"):

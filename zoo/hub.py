@@ -17,8 +17,10 @@ Where things come from (environment variables first):
     directory as ``"remote"``; else ``<remote>/index.json``.
 ``ZOO_REMOTE``
     The base URL the model files are downloaded from. Default: the entry's or else the index's ``"remote"``
-    field if it has one, else the local checkout's ``models/zoo/`` directory as a ``file://`` URL (when that
-    directory exists, i.e. when snn-zoo runs from a source checkout). Supported: ``http://``, ``https://``, ``file://``, plain paths
+    field if it has one, else the place the index was read from (``ZOO_INDEX=/srv/zoo-large/index.json``
+    fetches ``/srv/zoo-large/<model>/<variant>.safetensors``; an ``http(s)://`` index likewise), else the
+    local checkout's ``models/zoo/`` directory as a ``file://`` URL (when that directory exists, i.e. when
+    snn-zoo runs from a source checkout). Supported: ``http://``, ``https://``, ``file://``, plain paths
     and ``dvc://<repo-url-or-path>[?rev=<rev>&dir=<dir-in-repo>&remote=<dvc-remote>]`` (read through
     ``dvc.api``; ``dir`` defaults to ``models/zoo``, an empty repo means the current DVC repository).
 ``ZOO_CACHE_DIR``
@@ -305,6 +307,19 @@ def _parse_index(data: bytes | str, source: str) -> dict:
     return validate_index(index, source)
 
 
+class _ReadIndex(dict):
+    """An index as read by :func:`read_index`: a plain dict (equal to the JSON's) that also knows ``base``, the
+    location it was read from, where its files lie when it names no ``"remote"`` (:func:`remote_url`)."""
+
+    base: str | None = None
+
+
+def _located(index: dict, base: str) -> dict:
+    out = _ReadIndex(index)
+    out.base = base
+    return out
+
+
 def read_index(path: str | Path | None = None) -> dict:
     """Read and validate the zoo index.
 
@@ -320,11 +335,11 @@ def read_index(path: str | Path | None = None) -> dict:
                 data = p.read_bytes()
             except OSError as err:
                 raise RemoteError(str(p), f"cannot read the index ({err.strerror or err})") from err
-            return _parse_index(data, str(p))
+            return _located(_parse_index(data, str(p)), p.absolute().parent.as_uri())
         if _scheme(src) == "dvc":  # a dvc:// index names the remote; the index is its index.json
-            return _parse_index(_fetch_bytes(src, INDEX_NAME), _join(src, INDEX_NAME))
+            return _located(_parse_index(_fetch_bytes(src, INDEX_NAME), _join(src, INDEX_NAME)), src)
         base, _, name = src.rstrip("/").rpartition("/")
-        return _parse_index(_fetch_bytes(base, name), src)
+        return _located(_parse_index(_fetch_bytes(base, name), src), base)
     if repo_index_path().is_file():
         return _read_checkout_index()
     base = remote_url(None)
@@ -517,9 +532,10 @@ def _normalized_class():
 def remote_url(index: dict | None = None, entry: dict | None = None) -> str:
     """The base URL the files of ``entry`` (a model of ``index``) are fetched from.
 
-    ``$ZOO_REMOTE``, else ``entry["remote"]``, else ``index["remote"]``, else the default: the local
-    checkout's ``models/zoo/`` directory as a ``file://`` URL (only when that directory exists, i.e. running
-    from a source checkout).
+    ``$ZOO_REMOTE``, else ``entry["remote"]``, else ``index["remote"]``, else the location ``index`` was read
+    from (by :func:`read_index` from a path or URL: the files lie next to their index), else the default: the
+    local checkout's ``models/zoo/`` directory as a ``file://`` URL (only when that directory exists, i.e.
+    running from a source checkout).
     """
     env = os.environ.get(ENV_REMOTE)
     if env:
@@ -528,6 +544,8 @@ def remote_url(index: dict | None = None, entry: dict | None = None) -> str:
         return str(entry["remote"])
     if index and index.get("remote"):
         return str(index["remote"])
+    if getattr(index, "base", None):
+        return str(index.base)
     d = _repo_zoo_dir()
     if d.is_dir():
         return d.as_uri()
