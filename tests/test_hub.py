@@ -594,3 +594,50 @@ def test_test_data_normalizes_as_the_pipeline_did(tmp_path):
     del entry["input"]
     with pytest.raises(hub.IndexFormatError, match="no input normalization"):
         hub.test_data("m", index=index)
+
+
+# ----------------------------------------------------------------------------------------- zoo evaluate
+DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
+
+
+def test_binomial_tolerance():
+    assert hub.binomial_tolerance(0.5, 100) == pytest.approx(3 * 0.05 + 0.01)
+    assert hub.binomial_tolerance(1.0, 10_000) == pytest.approx(3 * 1e-4 + 1e-4)  # a claim of 100 %: a margin
+    assert hub.binomial_tolerance(0.9, 1000) < hub.binomial_tolerance(0.9, 300)
+
+
+@pytest.mark.skipif(not (DEMO / "index.json").is_file(), reason="models/demo is not published")
+def test_cli_evaluate_remeasures_a_published_model(tmp_path, monkeypatch):
+    """`zoo evaluate` simulates the published demo model on the real digits test split and compares with its
+    index; a claim that the checkpoint does not reproduce fails with exit code 1."""
+    monkeypatch.delenv("ZOO_REMOTE", raising=False)
+    monkeypatch.setenv("ZOO_INDEX", str(DEMO / "index.json"))  # its files: next to it (models/demo)
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    entry = json.loads((DEMO / "index.json").read_text())["models"]["vgg-mini-digits"]
+    variant = entry["default_variant"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", "vgg-mini-digits", "-t", "16,32", "--threads", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)
+    assert (r["variant"], r["images"], r["same_images"]) == (variant, 360, True)
+    assert r["ann_accuracy"] == entry["evaluation"]["ann_accuracy"]
+    assert [row["T"] for row in r["rows"]] == [16, 32]
+    for row in r["rows"]:
+        assert row["index"] == entry["variants"][variant]["accuracy"][str(row["T"])] and row["agrees"] is True
+    # a subset of another size: no claim on those images, no ANN reference
+    sub = json.loads(runner.invoke(app, ["evaluate", "vgg-mini-digits", "-n", "50", "-t", "4", "--json"]).stdout)
+    assert (sub["images"], sub["same_images"], sub["ann_accuracy"]) == (50, False, None)
+    assert sub["rows"][0]["index"] is None and sub["rows"][0]["agrees"] is None
+    # an index whose claim the checkpoint does not reproduce
+    index = json.loads((DEMO / "index.json").read_text())
+    acc = index["models"]["vgg-mini-digits"]["variants"][variant]["accuracy"]
+    acc["32"] = 0.5
+    hub.write_index(index, tmp_path / "index.json")
+    monkeypatch.setenv("ZOO_INDEX", str(tmp_path / "index.json"))
+    monkeypatch.setenv("ZOO_REMOTE", str(DEMO))
+    bad = runner.invoke(app, ["evaluate", "vgg-mini-digits", "-t", "32"])
+    assert bad.exit_code == 1
+    assert "50.00%" in bad.output and "NO" in bad.output and "beyond the binomial tolerance" in bad.output
+    assert runner.invoke(app, ["evaluate", "vgg-mini-digits", "-t", "x"]).exit_code == 2
+    missing = runner.invoke(app, ["evaluate", "vgg-mini-digit"])
+    assert missing.exit_code == 1 and "did you mean 'vgg-mini-digits'" in missing.output

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import math
 import os
 import threading
 from pathlib import Path
@@ -64,6 +63,7 @@ def _test_split(name: str):
 @pytest.mark.parametrize("zoo_name,name", list(_entries()))
 def test_published_model_matches_its_index(zoo_name, name, served, tmp_path, monkeypatch):
     import zoo
+    from zoo.hub import binomial_tolerance
     from zoo.utils import sha256_file
 
     zdir = ZOOS[zoo_name]
@@ -92,7 +92,7 @@ def test_published_model_matches_its_index(zoo_name, name, served, tmp_path, mon
     r = zoo.simulate(snn, subset, two_t, progress=False)
     for t in two_t:
         p = claimed[str(t)]
-        tol = 3 * math.sqrt(max(p * (1 - p), 1e-4) / n) + 1 / n
+        tol = binomial_tolerance(p, n)
         assert abs(r.accuracy[t] - p) <= tol, f"{name}/{variant} T={t}: measured {r.accuracy[t]:.4f}, index {p:.4f}"
 
 

@@ -58,7 +58,7 @@ __all__ = [
     "RemoteError", "ChecksumError", "read_index", "write_index", "validate_index", "list_models", "info",
     "ann_reference", "best_result", "remote_url", "cache_dir", "cached_path", "pull", "load", "resolve_variant",
     "checkout_zoo_dirs",
-    "test_data", "NormalizedDataset",
+    "test_data", "NormalizedDataset", "binomial_tolerance", "remeasure",
 ]
 
 log = logging.getLogger(__name__)
@@ -498,6 +498,72 @@ def test_data(name: str, root: str | Path | None = None, download: bool = False,
 
     return NormalizedDataset(load_dataset(spec["source"], "test", root, download), spec["mean"], spec["std"],
                              float(spec.get("scale", 1.0)))
+
+
+def binomial_tolerance(p: float, n: int, sigmas: float = 3.0) -> float:
+    """How far an accuracy measured again on ``n`` images may lie from a claimed ``p``: ``sigmas`` binomial
+    standard errors (from a variance of at least 1e-4, so a claim of 100 % keeps a margin) plus one image.
+    Used by ``zoo evaluate`` and the CI re-check of the published claims."""
+    return sigmas * math.sqrt(max(p * (1 - p), 1e-4) / n) + 1 / n
+
+
+def remeasure(name: str, variant: str | None = None, *, test_images: int | str | None = None,
+              timesteps: list[int] | None = None, root: str | Path | None = None, batch_size: int = 256,
+              chunk: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Load a published model (:func:`load`), simulate it on its real test split and compare with its index.
+
+    ``test_images``: None, the images the index was measured on (the pipeline's fixed seeded subset, or the
+    whole split), so every claim is checked; ``"all"``, the whole test split, compared with the ANN's accuracy
+    on the whole split; an int, a fixed seeded subset of that size (:func:`zoo.evaluation.eval_subset`).
+    ``timesteps``: default the index's. Returns ``model``, ``variant``, ``images``, ``split_images``,
+    ``same_images`` (the index's images: its figures are comparable), ``ann_accuracy`` and ``ann_images`` (the
+    ANN on the same images, when the index knows it), ``within_1pp_from`` (the first T within 1 pp of it) and
+    ``rows``, one per T: ``T``, ``accuracy``, ``index`` (the claim on the same images, else None),
+    ``tolerance`` (:func:`binomial_tolerance`), ``agrees``, ``spikes_per_image``, ``synops_per_image``,
+    ``energy_ratio``."""
+    from zoo.evaluation import eval_subset
+    from zoo.simulation import simulate
+
+    index = read_index()
+    entry = _entry(index, name)
+    vname, var = published_variant(entry, variant)
+    claimed = {int(t): a for t, a in (var.get("accuracy") or {}).items() if a is not None}
+    ts = sorted({int(t) for t in (timesteps or claimed)})
+    if not ts or ts[0] < 1:
+        raise ValueError(f"timesteps must be positive integers, got {timesteps!r}")
+    test = test_data(name, root, index=index)
+    split = len(test)
+    evaluated = (entry.get("evaluation") or {}).get("test_images") or split
+    if test_images is None:
+        n = min(evaluated, split)
+    elif test_images == "all":
+        n = split
+    else:
+        n = int(test_images)
+        if not 0 < n:
+            raise ValueError(f"test_images must be a positive number of images or 'all', got {test_images!r}")
+        n = min(n, split)
+    same = n == min(evaluated, split)
+    if same:
+        ann, ann_images = ann_reference(entry), n
+    elif n == split:
+        ann, ann_images = entry.get("ann_accuracy"), split
+    else:
+        ann, ann_images = None, None
+    snn = load(name, vname)
+    result = simulate(snn, eval_subset(test, n), ts, batch_size=batch_size, chunk=chunk, progress=progress)
+    rows = []
+    for t in ts:
+        acc, claim = float(result.accuracy[t]), claimed.get(t) if same else None
+        tol = binomial_tolerance(claim, n) if claim is not None else None
+        rows.append({"T": t, "accuracy": acc, "index": claim, "tolerance": tol,
+                     "agrees": None if claim is None else abs(acc - claim) <= tol,
+                     "spikes_per_image": float(result.spikes_per_image[t]),
+                     "synops_per_image": float(result.synops_per_image[t]),
+                     "energy_ratio": float(result.energy_ratio[t])})
+    within = next((r["T"] for r in rows if ann is not None and r["accuracy"] >= ann - 0.01 - 1e-9), None)
+    return {"model": name, "variant": vname, "images": n, "split_images": split, "same_images": same,
+            "ann_accuracy": ann, "ann_images": ann_images, "within_1pp_from": within, "rows": rows}
 
 
 def NormalizedDataset(base, mean: list[float], std: list[float], scale: float = 1.0):

@@ -1,4 +1,4 @@
-"""CLI commands of the published zoo: ``zoo list``, ``zoo info NAME``, ``zoo pull NAME``.
+"""CLI commands of the published zoo: ``zoo list``, ``zoo info NAME``, ``zoo pull NAME``, ``zoo evaluate NAME``.
 
 The index comes from ``$ZOO_INDEX`` (default: the checkout's ``models/zoo/index.json`` and its other published
 zoos, ``models/zoo-<name>/``), the files from
@@ -114,3 +114,73 @@ def pull_cmd(
     except (hub.HubError, OSError) as err:  # OSError: e.g. an unwritable cache directory
         _fail(err)
     typer.echo(str(path))
+
+
+def _timesteps(text: Optional[str]) -> Optional[list[int]]:
+    if not text:
+        return None
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: give comma-separated integers, e.g. 32,64,128") from None
+
+
+def _test_images(text: Optional[str]):
+    if text is None or text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: give a number of images or 'all'") from None
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    name: Annotated[str, typer.Argument(help="Model name, as shown by `zoo list`.")],
+    variant: Annotated[Optional[str], typer.Option("--variant", "-v", help="Variant (default: the model's "
+                                                                           "default variant).")] = None,
+    test_images: Annotated[Optional[str], typer.Option(
+        "--test-images", "-n", help="Images to simulate: a number (a fixed seeded subset) or 'all' (the whole "
+                                    "test split, compared with the ANN on the whole split). Default: the "
+                                    "images the index was measured on, so every claim is checked.")] = None,
+    timesteps: Annotated[Optional[str], typer.Option(
+        "--timesteps", "-t", help="Comma-separated T values (default: the index's).")] = None,
+    data_root: Annotated[Optional[str], typer.Option(help="Data root (default $ZOO_DATA_DIR).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per simulator batch.")] = 256,
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Measure a published model again on its real test data and compare with its index (and its ANN)."""
+    from zoo import hub
+    from zoo.data import DataNotFoundError
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        r = hub.remeasure(name, variant, test_images=_test_images(test_images), timesteps=_timesteps(timesteps),
+                          root=data_root, batch_size=batch_size, progress=not as_json)
+    except (hub.HubError, DataNotFoundError, OSError, ValueError) as err:
+        _fail(err)
+    if as_json:
+        typer.echo(json.dumps(r, indent=2, sort_keys=True))
+        return
+    what = f"{r['images']:,} of the {r['split_images']:,} test images" if r["images"] < r["split_images"] \
+        else f"all {r['images']:,} test images"
+    typer.echo(f"{r['model']} / {r['variant']}: {what}" + (", those of the index" if r["same_images"] else ""))
+    typer.echo(f"ANN on the same images: {_pct(r['ann_accuracy'])}" if r["ann_accuracy"] is not None
+               else "ANN on the same images: unknown (the index has it for its own images and the whole split)")
+    typer.echo("     T  measured     index  tolerance  agrees  spikes/img  energy ratio")
+    for row in r["rows"]:
+        idx = "–" if row["index"] is None else _pct(row["index"])
+        tol = "–" if row["tolerance"] is None else f"±{100 * row['tolerance']:.2f}"
+        ok = "–" if row["agrees"] is None else ("yes" if row["agrees"] else "NO")
+        typer.echo(f"{row['T']:6d}  {_pct(row['accuracy']):>8}  {idx:>8}  {tol:>9}  {ok:>6}  "
+                   f"{row['spikes_per_image']:10.4g}  {row['energy_ratio']:12.4g}")
+    if r["ann_accuracy"] is not None:
+        typer.echo(f"within 1 pp of the ANN from T={r['within_1pp_from']}" if r["within_1pp_from"] else
+                   "not within 1 pp of the ANN at any T evaluated")
+    if any(row["agrees"] is False for row in r["rows"]):
+        typer.echo("error: measured accuracy differs from the index beyond the binomial tolerance", err=True)
+        raise typer.Exit(1)
