@@ -638,6 +638,15 @@ def test_cli_evaluate_remeasures_a_published_model(tmp_path, monkeypatch):
     bad = runner.invoke(app, ["evaluate", "vgg-mini-digits", "-t", "32"])
     assert bad.exit_code == 1
     assert "50.00%" in bad.output and "NO" in bad.output and "beyond the binomial tolerance" in bad.output
+    # an index measured on a subset: `-n all` compares with the ANN on the whole split, not with the claims
+    e = index["models"]["vgg-mini-digits"]
+    e["evaluation"].update(test_images=100, ann_accuracy=0.25)
+    hub.write_index(index, tmp_path / "index.json")
+    whole = json.loads(runner.invoke(app, ["evaluate", "vgg-mini-digits", "-n", "all", "-t", "4", "--json"]).stdout)
+    assert (whole["images"], whole["same_images"], whole["ann_accuracy"]) == (360, False, e["ann_accuracy"])
+    assert whole["rows"][0]["index"] is None
+    own = json.loads(runner.invoke(app, ["evaluate", "vgg-mini-digits", "-t", "4", "--json"]).stdout)
+    assert (own["images"], own["same_images"], own["ann_accuracy"]) == (100, True, 0.25)
     assert runner.invoke(app, ["evaluate", "vgg-mini-digits", "-t", "x"]).exit_code == 2
     missing = runner.invoke(app, ["evaluate", "vgg-mini-digit"])
     assert missing.exit_code == 1 and "did you mean 'vgg-mini-digits'" in missing.output
