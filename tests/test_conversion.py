@@ -216,7 +216,19 @@ def test_stats_save_load_roundtrip(tmp_path, digits_cnn, digits):
     assert set(again) == set(stats)
     for n in stats:
         assert torch.equal(again[n].percentile(99.9, True), stats[n].percentile(99.9, True))
+        assert again[n].count == stats[n].count > 0
     assert not list(tmp_path.glob(".*tmp"))
+    # the same statistics give the same bytes (DVC hashes the file: other bytes would rerun every convert)
+    for i in range(3):
+        assert again.save(tmp_path / f"again{i}.safetensors").read_bytes() == path.read_bytes()
+    # files of the first format (counts in the metadata, several keys) still load
+    from safetensors.torch import load_file, save_file
+
+    meta = {"format": "snn-zoo-activation-stats/1", **{f"{n}/count": str(s.count) for n, s in stats.items()}}
+    save_file({k: v for k, v in load_file(str(path)).items() if not k.endswith("/count")},
+              str(tmp_path / "v1.safetensors"), metadata=meta)
+    v1 = ActivationStats.load(tmp_path / "v1.safetensors")
+    assert {n: s.count for n, s in v1.items()} == {n: s.count for n, s in stats.items()}
 
 
 # ------------------------------------------------------------------------------------------ variants

@@ -121,21 +121,29 @@ class LayerStats:
         return torch.tensor(min((i + min(max(frac, 0.0), 1.0)) * width, float(self.channel_max.max())))
 
 
+STATS_FORMAT = "snn-zoo-activation-stats/2"
+_STATS_FORMATS = ("snn-zoo-activation-stats/1", STATS_FORMAT)  # /1 kept the counts in the metadata
+
+
 class ActivationStats(dict):
-    """``{act_point_path: LayerStats}`` with save/load to safetensors."""
+    """``{act_point_path: LayerStats}`` with save/load to safetensors.
+
+    The file holds ``<path>/max``, ``<path>/range``, ``<path>/hist`` and ``<path>/count`` (an int64 scalar) per
+    ActPoint and one metadata key, ``format``: safetensors writes several metadata keys in hash order, so the
+    same statistics would give other bytes (and DVC would rerun every convert stage) on each run."""
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        tensors, meta = {}, {"format": "snn-zoo-activation-stats/1"}
+        tensors = {}
         for name, s in self.items():
             tensors[f"{name}/max"] = s.channel_max.contiguous()
             tensors[f"{name}/range"] = s.range.contiguous()
             tensors[f"{name}/hist"] = s.hist.contiguous()
-            meta[f"{name}/count"] = str(s.count)
+            tensors[f"{name}/count"] = torch.tensor(int(s.count), dtype=torch.int64)
         from zoo.utils import atomic_path
 
         with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+            save_file(tensors, str(tmp), metadata={"format": STATS_FORMAT})
         return path
 
     @classmethod
@@ -144,12 +152,15 @@ class ActivationStats(dict):
 
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-        if meta.get("format") != "snn-zoo-activation-stats/1":
+        if meta.get("format") not in _STATS_FORMATS:
             raise ValueError(f"{path} is not an snn-zoo activation statistics file")
         t = load_file(str(path))
         names = sorted({k.rsplit("/", 1)[0] for k in t})
-        return cls({n: LayerStats(t[f"{n}/max"], t[f"{n}/range"], t[f"{n}/hist"], int(meta[f"{n}/count"]))
-                    for n in names})
+
+        def count(n: str) -> int:
+            return int(t[f"{n}/count"]) if f"{n}/count" in t else int(meta[f"{n}/count"])
+
+        return cls({n: LayerStats(t[f"{n}/max"], t[f"{n}/range"], t[f"{n}/hist"], count(n)) for n in names})
 
     def state_bytes(self) -> int:
         return sum(s.channel_max.nbytes + s.range.nbytes + s.hist.nbytes for s in self.values())
