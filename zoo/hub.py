@@ -550,7 +550,7 @@ def remeasure(name: str, variant: str | None = None, *, test_images: int | str |
         ann, ann_images = entry.get("ann_accuracy"), split
     else:
         ann, ann_images = None, None
-    snn = load(name, vname)
+    snn = load(name, vname, index=index)
     result = simulate(snn, eval_subset(test, n), ts, batch_size=batch_size, chunk=chunk, progress=progress)
     rows = []
     for t in ts:
@@ -783,13 +783,14 @@ def pull(name: str, variant: str | None = None, *, force: bool = False, index: d
     return dest
 
 
-def load(name: str, variant: str | None = None):
-    """Pull (download or take from the cache, verified) and load a published spiking model.
+def load(name: str, variant: str | None = None, *, index: dict | None = None):
+    """Pull (download or take from the cache, verified) and load a published spiking model (``index``:
+    one already read by :func:`read_index`, else it is read).
 
     Returns the ``nn.Module`` built by :func:`zoo.serialization.load_snn`, with ``.zoo_card`` (the index entry,
     see :func:`info`) and ``.zoo_variant`` attached.
     """
-    index = read_index()
+    index = _index(index)
     vname, _ = published_variant(_entry(index, name), variant)
     path = pull(name, vname, index=index)
     from zoo.serialization import load_snn
