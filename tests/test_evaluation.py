@@ -37,5 +37,7 @@ def test_eval_subset_is_fixed_balanced_and_ordered():
     assert counts.min() >= 8, counts  # every class present (the first 200 would be two classes)
     assert eval_subset(ds, None) is ds and eval_subset(ds, 5000) is ds
     assert eval_subset(ds, 100).indices != a.indices[:100]
+    # nested: a smaller subset is part of a larger one (zoo evaluate -n compares it with the index's claims)
+    assert set(eval_subset(ds, 100).indices) < set(a.indices) < set(eval_subset(ds, 999).indices)
     with pytest.raises(ValueError, match="n > 0"):
         eval_subset(ds, 0)

@@ -624,10 +624,12 @@ def test_cli_evaluate_remeasures_a_published_model(tmp_path, monkeypatch):
     assert [row["T"] for row in r["rows"]] == [16, 32]
     for row in r["rows"]:
         assert row["index"] == entry["variants"][variant]["accuracy"][str(row["T"])] and row["agrees"] is True
-    # a subset of another size: no claim on those images, no ANN reference
-    sub = json.loads(runner.invoke(app, ["evaluate", "vgg-mini-digits", "-n", "50", "-t", "4", "--json"]).stdout)
-    assert (sub["images"], sub["same_images"], sub["ann_accuracy"]) == (50, False, None)
-    assert sub["rows"][0]["index"] is None and sub["rows"][0]["agrees"] is None
+    # fewer images: part of the index's, its claims compared within the tolerance of 50 images; no ANN reference
+    sub = json.loads(runner.invoke(app, ["evaluate", "vgg-mini-digits", "-n", "50", "-t", "32", "--json"]).stdout)
+    assert (sub["images"], sub["same_images"], sub["subset_of_index"], sub["ann_accuracy"]) == (50, False, True, None)
+    row = sub["rows"][0]
+    assert row["index"] == entry["variants"][variant]["accuracy"]["32"] and row["agrees"] is True
+    assert row["tolerance"] == pytest.approx(hub.binomial_tolerance(row["index"], 50))
     # an index whose claim the checkpoint does not reproduce
     index = json.loads((DEMO / "index.json").read_text())
     acc = index["models"]["vgg-mini-digits"]["variants"][variant]["accuracy"]
@@ -647,6 +649,12 @@ def test_cli_evaluate_remeasures_a_published_model(tmp_path, monkeypatch):
     assert whole["rows"][0]["index"] is None
     own = json.loads(runner.invoke(app, ["evaluate", "vgg-mini-digits", "-t", "4", "--json"]).stdout)
     assert (own["images"], own["same_images"], own["ann_accuracy"]) == (100, True, 0.25)
+    # more images than the index's 100 are not all among them: no claim to compare
+    more = runner.invoke(app, ["evaluate", "vgg-mini-digits", "-n", "200", "-t", "4"])
+    assert more.exit_code == 0, more.output
+    assert "measured on 100: no claim to compare" in more.output
+    more = json.loads(runner.invoke(app, ["evaluate", "vgg-mini-digits", "-n", "200", "-t", "4", "--json"]).stdout)
+    assert (more["subset_of_index"], more["rows"][0]["index"], more["rows"][0]["agrees"]) == (False, None, None)
     assert runner.invoke(app, ["evaluate", "vgg-mini-digits", "-t", "x"]).exit_code == 2
     missing = runner.invoke(app, ["evaluate", "vgg-mini-digit"])
     assert missing.exit_code == 1 and "did you mean 'vgg-mini-digits'" in missing.output

@@ -47,28 +47,17 @@ def served(tmp_path_factory):
         srv.shutdown()
 
 
-def _test_split(name: str):
-    """The model's test split through zoo.test_data (the index's normalization, the real data root)."""
-    import zoo
-    from zoo.data import DataNotFoundError
-
-    try:
-        return zoo.test_data(name)
-    except DataNotFoundError as err:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"real data for {name} not found ({err}); set ZOO_DATA_DIR")
-
-
 @pytest.mark.parametrize("zoo_name,name", list(_entries()))
 def test_published_model_matches_its_index(zoo_name, name, served, tmp_path, monkeypatch):
-    import zoo
-    from zoo.hub import binomial_tolerance
+    """`zoo.hub.remeasure` (what `zoo evaluate` runs): the published default variant through `zoo.load`, on up to
+    1,000 of the images the index was measured on (the pipeline's own seeded subset when it used <= 1,000, else
+    a nested seeded subset of them), at the two largest T <= MAX_T, within the binomial tolerance."""
+    from zoo.data import DataNotFoundError
+    from zoo.hub import remeasure
     from zoo.utils import sha256_file
 
     zdir = ZOOS[zoo_name]
-    index = json.loads((zdir / "index.json").read_text())
-    entry = index["models"][name]
+    entry = json.loads((zdir / "index.json").read_text())["models"][name]
     monkeypatch.setenv("ZOO_INDEX", str(zdir / "index.json"))
     monkeypatch.setenv("ZOO_REMOTE", served[zoo_name])
     monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
@@ -76,24 +65,21 @@ def test_published_model_matches_its_index(zoo_name, name, served, tmp_path, mon
         if "file" in var:  # others were measured but not published (zoos.<zoo>.default_only)
             assert sha256_file(zdir / var["file"]) == var["sha256"], f"{var['file']}: checksum differs from the index"
     variant = entry["default_variant"]
-    snn = zoo.load(name, variant)
-    from zoo.evaluation import eval_subset
-
-    test = _test_split(name)
-    evaluated = (entry.get("evaluation") or {}).get("test_images") or len(test)
-    # the pipeline's own subset when it evaluated <= 1000 images (same images: the claim is re-measured),
-    # else a fixed seeded subset of 1000 of the images it evaluated on
-    n = min(evaluated, len(test), MAX_IMAGES)
-    subset = eval_subset(test, n)
     claimed = entry["variants"][variant]["accuracy"]
-    ts = sorted(int(t) for t in claimed if int(t) <= MAX_T)
-    two_t = ts[-2:]
+    two_t = sorted(int(t) for t in claimed if int(t) <= MAX_T)[-2:]
     assert len(two_t) == 2, f"{name}/{variant}: the index has fewer than two T <= {MAX_T}: {sorted(claimed)}"
-    r = zoo.simulate(snn, subset, two_t, progress=False)
-    for t in two_t:
-        p = claimed[str(t)]
-        tol = binomial_tolerance(p, n)
-        assert abs(r.accuracy[t] - p) <= tol, f"{name}/{variant} T={t}: measured {r.accuracy[t]:.4f}, index {p:.4f}"
+    evaluated = (entry.get("evaluation") or {}).get("test_images") or MAX_IMAGES
+    try:
+        r = remeasure(name, test_images=min(evaluated, MAX_IMAGES), timesteps=two_t, progress=False)
+    except DataNotFoundError as err:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"real data for {name} not found ({err}); set ZOO_DATA_DIR")
+    assert r["variant"] == variant and r["subset_of_index"], r
+    assert r["images"] == min(evaluated, r["split_images"], MAX_IMAGES)
+    for row in r["rows"]:
+        assert row["agrees"], (f"{name}/{variant} T={row['T']}: measured {row['accuracy']:.4f} on {r['images']} "
+                               f"images, index {row['index']:.4f} (tolerance {row['tolerance']:.4f})")
 
 
 @pytest.mark.parametrize("zoo_name", sorted(ZOOS))

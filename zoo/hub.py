@@ -514,13 +514,17 @@ def remeasure(name: str, variant: str | None = None, *, test_images: int | str |
 
     ``test_images``: None, the images the index was measured on (the pipeline's fixed seeded subset, or the
     whole split), so every claim is checked; ``"all"``, the whole test split, compared with the ANN's accuracy
-    on the whole split; an int, a fixed seeded subset of that size (:func:`zoo.evaluation.eval_subset`).
+    on the whole split; an int, a fixed seeded subset of that size (:func:`zoo.evaluation.eval_subset`). Seeded
+    subsets are nested (the first n images of one seeded permutation), so up to the index's number of images
+    a subset is part of the index's images and its claims are compared within the binomial tolerance of the
+    smaller number: a quick check of a model measured on the whole split.
     ``timesteps``: default the index's. Returns ``model``, ``variant``, ``images``, ``split_images``,
-    ``same_images`` (the index's images: its figures are comparable), ``ann_accuracy`` and ``ann_images`` (the
-    ANN on the same images, when the index knows it), ``within_1pp_from`` (the first T within 1 pp of it) and
-    ``rows``, one per T: ``T``, ``accuracy``, ``index`` (the claim on the same images, else None),
-    ``tolerance`` (:func:`binomial_tolerance`), ``agrees``, ``spikes_per_image``, ``synops_per_image``,
-    ``energy_ratio``."""
+    ``index_images`` (the number the index was measured on), ``same_images`` (exactly the index's images),
+    ``subset_of_index`` (the index's images or some of them: its claims are compared), ``ann_accuracy`` and
+    ``ann_images`` (the ANN on the same images, when the index knows it), ``within_1pp_from`` (the first T
+    within 1 pp of it) and ``rows``, one per T: ``T``, ``accuracy``, ``index`` (the claim, when compared, else
+    None), ``tolerance`` (:func:`binomial_tolerance` at ``images``), ``agrees``, ``spikes_per_image``,
+    ``synops_per_image``, ``energy_ratio``."""
     from zoo.evaluation import eval_subset
     from zoo.simulation import simulate
 
@@ -543,7 +547,8 @@ def remeasure(name: str, variant: str | None = None, *, test_images: int | str |
         if not 0 < n:
             raise ValueError(f"test_images must be a positive number of images or 'all', got {test_images!r}")
         n = min(n, split)
-    same = n == min(evaluated, split)
+    indexed = min(evaluated, split)
+    same, nested = n == indexed, n <= indexed
     if same:
         ann, ann_images = ann_reference(entry), n
     elif n == split:
@@ -554,7 +559,7 @@ def remeasure(name: str, variant: str | None = None, *, test_images: int | str |
     result = simulate(snn, eval_subset(test, n), ts, batch_size=batch_size, chunk=chunk, progress=progress)
     rows = []
     for t in ts:
-        acc, claim = float(result.accuracy[t]), claimed.get(t) if same else None
+        acc, claim = float(result.accuracy[t]), claimed.get(t) if nested else None
         tol = binomial_tolerance(claim, n) if claim is not None else None
         rows.append({"T": t, "accuracy": acc, "index": claim, "tolerance": tol,
                      "agrees": None if claim is None else abs(acc - claim) <= tol,
@@ -562,8 +567,8 @@ def remeasure(name: str, variant: str | None = None, *, test_images: int | str |
                      "synops_per_image": float(result.synops_per_image[t]),
                      "energy_ratio": float(result.energy_ratio[t])})
     within = next((r["T"] for r in rows if ann is not None and r["accuracy"] >= ann - 0.01 - 1e-9), None)
-    return {"model": name, "variant": vname, "images": n, "split_images": split, "same_images": same,
-            "ann_accuracy": ann, "ann_images": ann_images, "within_1pp_from": within, "rows": rows}
+    return {"model": name, "variant": vname, "images": n, "split_images": split, "index_images": indexed,
+            "same_images": same, "subset_of_index": nested, "ann_accuracy": ann, "ann_images": ann_images, "within_1pp_from": within, "rows": rows}
 
 
 def NormalizedDataset(base, mean: list[float], std: list[float], scale: float = 1.0):

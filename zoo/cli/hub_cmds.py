@@ -142,7 +142,8 @@ def evaluate_cmd(
     test_images: Annotated[Optional[str], typer.Option(
         "--test-images", "-n", help="Images to simulate: a number (a fixed seeded subset) or 'all' (the whole "
                                     "test split, compared with the ANN on the whole split). Default: the "
-                                    "images the index was measured on, so every claim is checked.")] = None,
+                                    "images the index was measured on, so every claim is checked; a smaller "
+                                    "number checks the claims on part of them.")] = None,
     timesteps: Annotated[Optional[str], typer.Option(
         "--timesteps", "-t", help="Comma-separated T values (default: the index's).")] = None,
     data_root: Annotated[Optional[str], typer.Option(help="Data root (default $ZOO_DATA_DIR).")] = None,
@@ -168,7 +169,10 @@ def evaluate_cmd(
         return
     what = f"{r['images']:,} of the {r['split_images']:,} test images" if r["images"] < r["split_images"] \
         else f"all {r['images']:,} test images"
-    typer.echo(f"{r['model']} / {r['variant']}: {what}" + (", those of the index" if r["same_images"] else ""))
+    whose = ", those of the index" if r["same_images"] else (
+        f", part of the index's {r['index_images']:,}" if r["subset_of_index"] else
+        f" (the index was measured on {r['index_images']:,}: no claim to compare)")
+    typer.echo(f"{r['model']} / {r['variant']}: {what}{whose}")
     typer.echo(f"ANN on the same images: {_pct(r['ann_accuracy'])}" if r["ann_accuracy"] is not None
                else "ANN on the same images: unknown (the index has it for its own images and the whole split)")
     typer.echo("     T  measured     index  tolerance  agrees  spikes/img  energy ratio")
