@@ -34,8 +34,7 @@ def _variant_count(row: dict) -> str:
 def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
-    """List the models of the zoo: dataset, test images used, ANN accuracy on those images, best spiking
-    variant and its accuracy."""
+    """List the models of the zoo: dataset, test images, ANN accuracy on them, best spiking variant, its accuracy."""
     from zoo import hub
 
     try:
