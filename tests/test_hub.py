@@ -630,6 +630,8 @@ def test_cli_evaluate_remeasures_a_published_model(tmp_path, monkeypatch):
     row = sub["rows"][0]
     assert row["index"] == entry["variants"][variant]["accuracy"]["32"] and row["agrees"] is True
     assert row["tolerance"] == pytest.approx(hub.binomial_tolerance(row["index"], 50))
+    text = runner.invoke(app, ["evaluate", "vgg-mini-digits", "-n", "50", "-t", "32"])
+    assert text.exit_code == 0 and "50 of the 360 test images, part of the index's 360" in text.output, text.output
     # an index whose claim the checkpoint does not reproduce
     index = json.loads((DEMO / "index.json").read_text())
     acc = index["models"]["vgg-mini-digits"]["variants"][variant]["accuracy"]
