@@ -568,7 +568,8 @@ def remeasure(name: str, variant: str | None = None, *, test_images: int | str |
                      "energy_ratio": float(result.energy_ratio[t])})
     within = next((r["T"] for r in rows if ann is not None and r["accuracy"] >= ann - 0.01 - 1e-9), None)
     return {"model": name, "variant": vname, "images": n, "split_images": split, "index_images": indexed,
-            "same_images": same, "subset_of_index": nested, "ann_accuracy": ann, "ann_images": ann_images, "within_1pp_from": within, "rows": rows}
+            "same_images": same, "subset_of_index": nested, "ann_accuracy": ann, "ann_images": ann_images,
+            "within_1pp_from": within, "rows": rows}
 
 
 def NormalizedDataset(base, mean: list[float], std: list[float], scale: float = 1.0):
