@@ -22,7 +22,7 @@ venv: $(STAMP)  ## create .venv and install snn-zoo with its pinned dependencies
 demo: $(STAMP)  ## rebuild the embedded default zoo (scikit-learn digits, offline) with `dvc repro`
 	ZOO_NUM_THREADS=$${ZOO_NUM_THREADS:-1} $(BIN)/zoo demo
 
-zoo: $(STAMP)  ## rebuild the full zoo (MNIST, CIFAR-10 ResNet-20 and VGG-16) from the data root $$ZOO_DATA_DIR
+zoo: $(STAMP)  ## rebuild the full zoo (MNIST, CIFAR-10 ResNets and VGG-16) from the data root $$ZOO_DATA_DIR
 	$(BIN)/zoo check-data --zoo full
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro publish-full
 
