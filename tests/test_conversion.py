@@ -16,6 +16,7 @@ import zoo.models  # noqa: F401  (registers resnet20_cifar &c. with timm)
 from zoo.conversion import ActivationStats, ConversionError, VariantError, calibrate, canonicalize
 from zoo.conversion.calibration import ActivationObserver
 from zoo.conversion.graph import act_points
+from zoo.simulation import rate_model
 from zoo.spiking import Scale
 
 from conftest import accuracy
@@ -135,6 +136,53 @@ def test_weight_form_folds_a_spiking_readout(digits, digits_resnet):
     assert all(float(n.threshold.max()) == 1.0 for n in wgt.neurons().values())
     a, b = thr.run(xte, 64, chunk=16), wgt.run(xte, 64, chunk=16)
     assert a.sum() > 0 and torch.equal(a, b)
+
+
+class _Residual(nn.Module):
+    """A stem, then ``blocks`` residual blocks ``relu(x + conv(relu(conv(x))))``: 1 + 2*blocks layers deep."""
+
+    def __init__(self, blocks: int = 12) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.convs = nn.ModuleList(nn.Conv2d(4, 4, 3, padding=1) for _ in range(2 * blocks))
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        for a, b in zip(self.convs[::2], self.convs[1::2]):
+            x = torch.relu(x + b(torch.relu(a(x))))
+        return x.mean((2, 3))
+
+
+def test_depth_compensation_gain_grows_linearly_not_compounded():
+    """Hu's compensation (``depth_compensation=c``): the SNN's rate model scales a neuron's output at depth d by
+    1 + c*d over the ANN's activation. (A factor of 1 + c*d in every layer would compound to prod_k (1 + c*k):
+    about 200x at the 25th layer of this net at c=0.02, and 1000x at ResNet-56's 55th at c=0.005.)"""
+    torch.manual_seed(0)
+    model = _Residual().double().eval()
+    with torch.no_grad():
+        for conv in [model.stem, *model.convs]:
+            conv.weight.mul_(0.3)
+            conv.bias.zero_()  # without biases every layer is positively homogeneous: its gain is its input's
+    x = torch.rand(64, 1, 8, 8, dtype=torch.float64)
+    c = 0.02
+    outs = {}
+    for k in (0.0, c):
+        snn = zoo.convert(model, x, "rueckauer2017", form="threshold", percentile=100.0, depth_compensation=k,
+                          progress=False).double()
+        acts = []
+        hooks = [n.register_forward_hook(lambda m, i, o: acts.append(o.detach())) for n in snn.neurons().values()]
+        with rate_model(snn), torch.no_grad():
+            snn.body(x * 0.5)  # half the calibration range: no output reaches the lowered thresholds' clip
+        for h in hooks:
+            h.remove()
+        outs[k] = acts
+    depths = [1] + [d for b in range(12) for d in (2 + 2 * b, 3 + 2 * b)]  # stem; per block: inner, after add
+    assert len(outs[c]) == len(depths) == 25
+    for d, base, comp in zip(depths, outs[0.0], outs[c]):
+        gain = float(comp.sum() / base.sum())
+        # 1 + c*d along the longest path; shortcuts pass fewer neurons (the shortest path: the stem and the
+        # neurons after the adds), so the mix that reaches a neuron has gained less, but the gain still grows
+        assert 1 + c * d / 3 - 1e-6 <= gain <= 1 + c * d + 1e-6, (d, gain)  # 1e-6: float32 thresholds
 
 
 def test_model_based_normalization_fits_float16(tmp_path):

@@ -50,7 +50,8 @@ class Recipe(BaseModel):
     form: Literal["threshold", "weight"] = Field(
         "threshold", description="threshold balancing, or weight normalization with unit thresholds")
     depth_compensation: float = Field(
-        0.0, ge=0, lt=1, description="lower thresholds by 1/(1+c*depth) against depth-accumulated rate loss")
+        0.0, ge=0, lt=1, description="against the rate loss that accumulates with depth: thresholds lowered so that "
+                    "the gain accumulated over a neuron's depth d (longest path) is 1+c*d")
     input_bound: float | None = Field(None, gt=0, description="model-based norm: bound on |input| (None: data max)")
     # simulation
     timesteps: list[int] = Field(default_factory=lambda: list(DEFAULT_TIMESTEPS), description="T values to report")
