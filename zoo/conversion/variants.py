@@ -152,7 +152,8 @@ _SEEDS = [
          norm="percentile", percentile=99.9, maxpool="rate_gated"),
     dict(name="hu2018", reference="Hu, Tang & Pan 2018 (S-ResNet), arXiv:1805.01352",
          description="Rueckauer's neurons in the weight-normalized form: each branch into a residual add is "
-                     "scaled by its own factor (shortcut normalization), thresholds compensated with depth.",
+                     "scaled by its own factor (shortcut normalization); thresholds lowered against the rate loss "
+                     "that grows with depth, so the gain accumulated over depth d is 1 + c*d.",
          neuron="if", reset="subtract", encoder="analog", readout="membrane", bias="current",
          norm="percentile", percentile=99.9, form="weight", depth_compensation=0.005, maxpool="rate_gated"),
     dict(name="hunsberger2016", reference="Hunsberger & Eliasmith 2016, arXiv:1611.05141",
