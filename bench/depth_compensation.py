@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import zoo  # noqa: E402
-from zoo.conversion.graph import canonicalize  # noqa: E402
+from zoo.conversion.graph import _set_module, canonicalize  # noqa: E402
 from zoo.conversion.normalization import neuron_depths  # noqa: E402
 from zoo.data import PreparedData  # noqa: E402
 from zoo.evaluation import eval_subset  # noqa: E402
@@ -58,12 +58,10 @@ def ann_from_threshold_form(snn) -> nn.Module:
                          "checkpoint of a variant such as low-latency or rueckauer2017")
     body = copy.deepcopy(snn.body)
     for name, m in list(body.named_modules()):
-        parent, _, child = name.rpartition(".")
         if isinstance(m, BaseNode):
-            setattr(body.get_submodule(parent) if parent else body, child, nn.ReLU())
+            _set_module(body, name, nn.ReLU())
         elif isinstance(m, RateGatedMaxPool2d):
-            setattr(body.get_submodule(parent) if parent else body, child,
-                    nn.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode))
+            _set_module(body, name, nn.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode))
     return body.eval()
 
 
@@ -85,8 +83,11 @@ def layer_gains(snn, ann: nn.Module, x: torch.Tensor, t_max: int) -> list[float]
         ann(x)
     for h in hooks:
         h.remove()
+    neurons = list(snn.neurons().values())
+    if len(neurons) != len(acts):  # the layers are paired by order: both come from the same ANN's ReLUs
+        raise RuntimeError(f"{len(neurons)} neuron layers but {len(acts)} ReLU layers in the ANN")
     gains = []
-    for m, a in zip(snn.neurons().values(), acts):
+    for m, a in zip(neurons, acts):
         amp = m.amplitude.reshape(-1)
         v = m.rate_sum / t_max
         v = v * (amp.reshape(1, -1, *([1] * (v.ndim - 2))) if amp.numel() > 1 else amp)
