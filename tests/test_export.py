@@ -142,6 +142,42 @@ def test_failed_export_keeps_the_old_file(tmp_path):
         export_onnx(_model("vgg_mini"), torch.randn(2, 1, 8, 8), tmp_path / "x.onnx", exporter="tflite")
 
 
+_EXPORT_FROM_CHECKOUT = """
+import sys, torch, timm
+import zoo.models
+from zoo.export import export_onnx
+torch.manual_seed(0)
+export_onnx(timm.create_model("resnet_mini", num_classes=10).eval(), torch.randn(2, 1, 8, 8), sys.argv[1])
+"""
+
+
+def test_export_does_not_depend_on_where_the_checkout_lies(tmp_path):
+    """The same model exported from two copies of the package at different paths gives byte-identical files
+    without those paths in them (the dynamo exporter's per-node stack traces are removed)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(zoo.__file__).parent
+    outs = []
+    for where in ("a", "checkout-b"):
+        root = tmp_path / where
+        shutil.copytree(src, root / "zoo", ignore=shutil.ignore_patterns("__pycache__"))
+        out = tmp_path / f"{where}.onnx"
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        subprocess.run([sys.executable, "-c", _EXPORT_FROM_CHECKOUT, str(out)], cwd=root, env=env, check=True,
+                       capture_output=True)
+        data = out.read_bytes()
+        assert str(root).encode() not in data, f"{out.name} names the checkout's directory {root}"
+        outs.append(data)
+    assert outs[0] == outs[1]
+    proto = onnx.load_from_string(outs[0])
+    assert not [p.key for n in proto.graph.node for p in n.metadata_props if "stack_trace" in p.key]
+    assert any(p.key == "namespace" for n in proto.graph.node for p in n.metadata_props)  # the rest stays
+
+
 @pytest.mark.parametrize("name,variant", [("vgg_mini", "rueckauer2017"), ("resnet_mini", "low-latency")])
 def test_snn_step_looped_in_onnxruntime_matches_run(tmp_path, name, variant):
     """low-latency: per-channel thresholds and membranes starting at half threshold."""

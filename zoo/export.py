@@ -3,7 +3,8 @@
 * :func:`export_onnx` writes the ANN (eval mode) to one self-contained ``.onnx`` file, with a free batch size,
   atomically, and validates it with ``onnx.checker``. It uses the dynamo exporter (``torch.export``) and falls
   back to the legacy TorchScript exporter if that fails; which one was used is stored in the file's metadata
-  (``zoo.exporter``), read back by :func:`onnx_info`.
+  (``zoo.exporter``), read back by :func:`onnx_info`. The exporter's per-node Python stack traces are removed:
+  they hold absolute source paths, so the same model exported from two checkouts gave two different files.
 * :func:`check_parity` runs the file in onnxruntime (CPU) and compares it with the PyTorch model;
   :func:`assert_parity` raises :class:`ParityError` when they differ beyond the tolerance.
 * :func:`export_snn_step` exports ONE timestep of a converted :class:`~zoo.spiking.SpikingNetwork` as a
@@ -80,6 +81,33 @@ def _export_torchscript(model: nn.Module, args: tuple, dest: Path, *, opset: int
                           do_constant_folding=True)
 
 
+# Per-node metadata the dynamo exporter writes that names this machine, not the model: Python stack traces with
+# absolute source paths and line numbers. Left in, the file leaks the user's directories into a published
+# artifact and its hash changes with the checkout's location or any edit that shifts a line (so `dvc repro`
+# in a fresh clone rewrote every model.onnx); the other node metadata (module names, fx nodes) stays.
+_MACHINE_METADATA = ("pkg.torch.onnx.stack_trace",)
+
+
+def _strip_stack_traces(proto) -> None:
+    """Remove :data:`_MACHINE_METADATA` from every node, in the main graph, its subgraphs and local functions."""
+    def graphs(g):
+        yield g
+        for node in g.node:
+            for a in node.attribute:
+                if a.HasField("g"):
+                    yield from graphs(a.g)
+                for sub in a.graphs:
+                    yield from graphs(sub)
+
+    nodes = [n for g in graphs(proto.graph) for n in g.node]
+    nodes += [n for f in proto.functions for n in f.node]
+    for n in nodes:
+        keep = [p for p in n.metadata_props if p.key not in _MACHINE_METADATA]
+        if len(keep) != len(n.metadata_props):
+            del n.metadata_props[:]
+            n.metadata_props.extend(keep)
+
+
 def _export_file(model: nn.Module, args: tuple, path: str | Path, *, opset: int | None, exporter: str,
                  dynamic: Sequence[bool], input_names: list[str], output_names: list[str],
                  dynamic_outputs: Sequence[bool], metadata: dict[str, Any]) -> Path:
@@ -122,6 +150,7 @@ def _export_file(model: nn.Module, args: tuple, path: str | Path, *, opset: int 
         meta = {"zoo.exporter": used, "zoo.torch_version": torch.__version__, **metadata}
         if errors:
             meta["zoo.export_fallback_reason"] = errors[0]
+        _strip_stack_traces(proto)
         keep = [p for p in proto.metadata_props if p.key not in meta]
         del proto.metadata_props[:]
         proto.metadata_props.extend(keep)
