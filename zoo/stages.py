@@ -246,10 +246,18 @@ def _published_variants(p: Params, zoo: str, model: str, default: str) -> list[s
     variants = [v for v in z.variants if model not in z.default_only or v == default]
     total = sum(snn_file(zoo, model, v).stat().st_size for v in variants)
     if total > z.max_mib * 2**20:
-        raise ValueError(f"{model}: its checkpoints take {total / 2**20:.1f} MiB, more than zoos.{zoo}.max_mib = "
-                         f"{z.max_mib:g}. Fix: add {model} to zoos.{zoo}.default_only (only its default variant is "
-                         "published), or raise max_mib if the files need not live in git")
+        raise _too_large(p, zoo, model, total, model)
     return variants
+
+
+def _too_large(p: Params, zoo: str, what: str, total: int, fix: str, listed: str = "") -> ValueError:
+    """The error of a package or publish whose checkpoints exceed ``zoos.<zoo>.max_mib``; ``fix`` names the
+    models to move to ``default_only``, ``listed`` the sizes per model."""
+    z = p.zoos[zoo]
+    listed = f" ({listed})" if listed else ""
+    return ValueError(f"{what}: its checkpoints take {total / 2**20:.1f} MiB, more than zoos.{zoo}.max_mib = "
+                      f"{z.max_mib:g}{listed}. Fix: add {fix} to zoos.{zoo}.default_only (only the default variant is "
+                      "published), or raise max_mib if the files need not live in git")
 
 
 def package(p: Params, zoo: str, model: str) -> None:
@@ -349,10 +357,7 @@ def publish(p: Params, zoo: str) -> None:
     sizes = {m: sum(v.get("size", 0) for v in e["variants"].values()) for m, e in entries.items()}
     if sum(sizes.values()) > z.max_mib * 2**20:
         listed = ", ".join(f"{m} {b / 2**20:.1f} MiB" for m, b in sorted(sizes.items(), key=lambda kv: -kv[1]))
-        raise ValueError(f"zoo {zoo!r}: its checkpoints take {sum(sizes.values()) / 2**20:.1f} MiB, more than "
-                         f"zoos.{zoo}.max_mib = {z.max_mib:g} ({listed}). Fix: add the largest models to "
-                         f"zoos.{zoo}.default_only (only their default variant is published), or raise max_mib if "
-                         "the files need not live in git")
+        raise _too_large(p, zoo, f"zoo {zoo!r}", sum(sizes.values()), "the largest models", listed)
     for d in sorted(out.glob(f"*/{ENTRY}")):
         if d.parent.name not in entries:
             log.warning("%s: not a model of zoo %r (params.yaml zoos.%s.models) and not in its index: remove it",
