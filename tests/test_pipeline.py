@@ -295,3 +295,52 @@ def test_two_queued_experiments_share_one_mlflow_store(project):
     assert len(after) == before + 2  # one evaluate run per experiment, none lost
     percentiles = {r.data.params.get("percentile") for r in after}
     assert {"99.5", "99.7"} <= percentiles
+    # `dvc exp show` compares the experiments by their committed metrics (a gitignored metrics file showed only
+    # FileNotFoundError for every experiment)
+    metric = "models/eval/demo/vgg-mini-digits/rueckauer2017.json"
+    found = {}
+
+    def walk(x):
+        if isinstance(x, dict):
+            if x.get("name") in ("p99-5", "p99-7") and "data" in x:
+                found[x["name"]] = x["data"]["metrics"][metric]
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+    walk(json.loads(run(["dvc", "exp", "show", "--json"], repo, env).stdout))
+    assert set(found) == {"p99-5", "p99-7"}, found
+    for name, m in found.items():
+        assert set(m["data"]["accuracy"]) == {"1", "4", "16", "64"}, (name, m)
+
+
+def test_a_clone_that_pulls_from_a_dvc_remote_reruns_nothing(project, tmp_path):
+    """Build outputs travel through a DVC remote: `dvc push` from the machine that built the zoo, then a fresh
+    clone + `dvc pull` has every stage up to date (cached outputs from the remote, metrics, evaluation tables
+    and plots from git), so nobody retrains or re-evaluates to continue from a commit."""
+    repo, env = project["repo"], project["env"]
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "--local", "shared", str(remote)], repo, env)  # .dvc/config.local: not committed
+    run(["dvc", "push", "-r", "shared"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    if run(["git", "status", "--porcelain"], repo, env).stdout.strip():
+        run(["git", "commit", "-qm", "demo built"], repo, env)
+    tracked = run(["git", "ls-files", "models/eval", "models/build"], repo, env).stdout.split()
+    assert "models/eval/demo/vgg-mini-digits/cao2015.json" in tracked
+    assert "models/build/vgg-mini-digits/onnx/parity.json" in tracked
+    assert not [f for f in tracked if f.endswith((".safetensors", ".onnx", ".ckpt"))], tracked  # those: DVC's
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    run(["dvc", "remote", "add", "--local", "shared", str(remote)], clone, env)
+    run(["dvc", "pull", "-r", "shared", "--with-deps", "publish-demo"], clone, env)
+    for f in ("models/build/vgg-mini-digits/train/model.safetensors",
+              "models/snn/demo/resnet-mini-digits/hu2018.safetensors"):
+        assert (clone / f).read_bytes() == (repo / f).read_bytes()
+    status = run(["dvc", "status", "--with-deps", "publish-demo"], clone, env).stdout
+    assert "up to date" in status, status
+    out = run(["dvc", "repro", "publish-demo"], clone, env)
+    assert "Running stage" not in out.stdout, out.stdout
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], clone, env).stdout)[""]["data"]
+    f = "models/eval/demo/resnet-mini-digits/hu2018.json"
+    assert metrics[f]["data"] == json.loads((repo / f).read_text())  # `dvc metrics show` from git alone
