@@ -109,6 +109,7 @@ def test_bf16_mixed_precision(prepared_digits, tmp_path, monkeypatch):
     float32 checkpoint resumes under it."""
     from safetensors.torch import load_file
 
+    from zoo import training
     from zoo.training import ClassifierModule
 
     dtypes: list[torch.dtype] = []
@@ -119,11 +120,12 @@ def test_bf16_mixed_precision(prepared_digits, tmp_path, monkeypatch):
         return step(self, batch, batch_idx)
 
     monkeypatch.setattr(ClassifierModule, "training_step", spy)
+    monkeypatch.setattr(training, "_cpu_has_native_bf16", lambda: True)  # bf16 as on an AVX512-BF16 CPU
     fp32 = train("resnet_mini", {}, prepared_digits, tmp_path / "fp32", epochs=6, **FAST)
     assert set(dtypes) == {torch.float32}
     dtypes.clear()
     bf16 = train("resnet_mini", {}, prepared_digits, tmp_path / "bf16", epochs=6, precision="bf16-mixed", **FAST)
-    assert set(dtypes) == {torch.bfloat16}
+    assert set(dtypes) == {torch.bfloat16} and bf16["precision"] == "bf16-mixed"
     weights = load_file(tmp_path / "bf16" / "model.safetensors")
     assert {v.dtype for k, v in weights.items() if v.is_floating_point()} == {torch.float32}
     ckpt = torch.load(tmp_path / "bf16" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -133,6 +135,29 @@ def test_bf16_mixed_precision(prepared_digits, tmp_path, monkeypatch):
     assert bf16["test_accuracy"] >= 0.9 and abs(bf16["test_accuracy"] - fp32["test_accuracy"]) <= 0.03
     more = train("resnet_mini", {}, prepared_digits, tmp_path / "fp32", epochs=7, precision="bf16-mixed", **FAST)
     assert more["resumed_from_epoch"] == 6 and more["epochs"] == 7
+
+
+def test_bf16_falls_back_to_float32_on_a_cpu_without_native_bf16(prepared_digits, tmp_path, monkeypatch, caplog):
+    """Where oneDNN has no native bfloat16 (AVX2-only CPUs), bf16 autocast is many times slower than float32
+    (bench/train_step.py: 11x for a ResNet-20 step), so training runs in float32, says so, and records it."""
+    from zoo import training
+    from zoo.training import ClassifierModule
+
+    dtypes: list[torch.dtype] = []
+    step = ClassifierModule.training_step
+
+    def spy(self, batch, batch_idx):
+        dtypes.append(self.model(batch[0]).dtype)
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(ClassifierModule, "training_step", spy)
+    monkeypatch.setattr(training, "_cpu_has_native_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="zoo.training"):
+        meta = train("resnet_mini", {}, prepared_digits, tmp_path / "m", epochs=1, precision="bf16-mixed",
+                     accelerator="cpu", **FAST)
+    assert set(dtypes) == {torch.float32} and meta["precision"] == "32-true"
+    assert "no native bfloat16" in caplog.text and "train.precision: 32-true" in caplog.text
+    assert training._runnable_precision("16-mixed", "cpu") == "16-mixed"  # only bfloat16 is swapped
 
 
 def test_deterministic(prepared_digits, tmp_path):
