@@ -286,7 +286,8 @@ def render_zoo_readme(index: dict, out_dir: str | Path) -> Path:
     """Write ``<out_dir>/README.md``: the zoo table, linking each model's card (``<name>/README.md``)."""
     readme = Path(out_dir) / "README.md"
     text = "# The snn-zoo model zoo\n\n" + render_zoo_table(index, link_dir="") + \
-        "\nLoad any of them with `zoo.load(\"<name>\")`; `zoo list` shows the same table.\n"
+        "\nLoad any of them with `zoo.load(\"<name>\")`; `zoo list` lists them with their variants, " \
+        "`zoo info <name>` prints a card.\n"
     with atomic_path(readme) as tmp:
         tmp.write_text(text, encoding="utf-8")
         tmp.chmod(0o644)
