@@ -103,13 +103,8 @@ def test_channels_last(prepared_digits, tmp_path, monkeypatch):
     assert more["resumed_from_epoch"] == 2 and more["epochs"] == 3
 
 
-def test_bf16_mixed_precision(prepared_digits, tmp_path, monkeypatch):
-    """precision='bf16-mixed': forward under bfloat16 autocast, float32 weights and checkpoint, the test accuracy
-    measured in float32 (as the converter sees the weights), close to a float32 run; a runtime setting, so a
-    float32 checkpoint resumes under it."""
-    from safetensors.torch import load_file
-
-    from zoo import training
+def _record_forward_dtypes(monkeypatch) -> list[torch.dtype]:
+    """The dtype of every training step's forward output, appended as training runs."""
     from zoo.training import ClassifierModule
 
     dtypes: list[torch.dtype] = []
@@ -120,6 +115,18 @@ def test_bf16_mixed_precision(prepared_digits, tmp_path, monkeypatch):
         return step(self, batch, batch_idx)
 
     monkeypatch.setattr(ClassifierModule, "training_step", spy)
+    return dtypes
+
+
+def test_bf16_mixed_precision(prepared_digits, tmp_path, monkeypatch):
+    """precision='bf16-mixed': forward under bfloat16 autocast, float32 weights and checkpoint, the test accuracy
+    measured in float32 (as the converter sees the weights), close to a float32 run; a runtime setting, so a
+    float32 checkpoint resumes under it."""
+    from safetensors.torch import load_file
+
+    from zoo import training
+
+    dtypes = _record_forward_dtypes(monkeypatch)
     monkeypatch.setattr(training, "_cpu_has_native_bf16", lambda: True)  # bf16 as on an AVX512-BF16 CPU
     fp32 = train("resnet_mini", {}, prepared_digits, tmp_path / "fp32", epochs=6, **FAST)
     assert set(dtypes) == {torch.float32}
@@ -141,16 +148,8 @@ def test_bf16_falls_back_to_float32_on_a_cpu_without_native_bf16(prepared_digits
     """Where oneDNN has no native bfloat16 (AVX2-only CPUs), bf16 autocast is many times slower than float32
     (bench/train_step.py: 11x for a ResNet-20 step), so training runs in float32, says so, and records it."""
     from zoo import training
-    from zoo.training import ClassifierModule
 
-    dtypes: list[torch.dtype] = []
-    step = ClassifierModule.training_step
-
-    def spy(self, batch, batch_idx):
-        dtypes.append(self.model(batch[0]).dtype)
-        return step(self, batch, batch_idx)
-
-    monkeypatch.setattr(ClassifierModule, "training_step", spy)
+    dtypes = _record_forward_dtypes(monkeypatch)
     monkeypatch.setattr(training, "_cpu_has_native_bf16", lambda: False)
     with caplog.at_level("WARNING", logger="zoo.training"):
         meta = train("resnet_mini", {}, prepared_digits, tmp_path / "m", epochs=1, precision="bf16-mixed",
