@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TEST_WORKERS ?= 2
 export ZOO_DATA_DIR ?= $(abspath ../shared/data)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
@@ -26,8 +27,8 @@ zoo: $(STAMP)  ## rebuild the full zoo (MNIST, CIFAR-10 ResNets and VGG-16) from
 	$(BIN)/zoo check-data --zoo full
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro publish-full
 
-test: $(STAMP)  ## run the whole test suite
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
+test: $(STAMP)  ## run the whole test suite (TEST_WORKERS=2 pytest-xdist processes, one test file each)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)  ## the suite without the slow end-to-end tests
 	$(BIN)/python -m pytest -q -m "not slow"
