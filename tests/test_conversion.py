@@ -3,6 +3,8 @@ calibration memory, measurements, checkpoints and every error path."""
 from __future__ import annotations
 
 import copy
+import json
+import math
 import os
 import stat
 
@@ -304,18 +306,104 @@ def test_unknown_variant_lists_valid_names():
         zoo.get_variant("rueckaur2017")
 
 
+def _assert_built_as(snn, recipe):
+    """Every recipe field the converter acts on shows in the network it built."""
+    from zoo.spiking import (AnalogEncoder, IFNode, LIFNode, MembraneReadout, PoissonEncoder, RateGatedMaxPool2d,
+                             SoftmaxReadout, SpikeCountReadout)
+
+    assert snn.config["recipe"]["name"] == recipe.name and snn.config["arch"] == "test"
+    encoder = {"analog": AnalogEncoder, "poisson": PoissonEncoder}[recipe.encoder]
+    readout = {"membrane": MembraneReadout, "spike_count": SpikeCountReadout, "softmax": SoftmaxReadout}
+    assert type(snn.encoder) is encoder and type(snn.readout) is readout[recipe.readout]
+    if recipe.encoder == "poisson":
+        assert (snn.encoder.rate, snn.encoder.seed) == (recipe.poisson_rate, recipe.seed)
+    neurons = list(snn.neurons().values())
+    assert neurons and all(type(n) is {"if": IFNode, "lif": LIFNode}[recipe.neuron] for n in neurons)
+    for n in neurons:
+        assert (n.reset, n.v_init) == (recipe.reset, recipe.v_init), recipe.name
+        if recipe.neuron == "lif":  # a ReLU on LIF neurons: spikes scaled by 1 + refractory steps (max rate kept)
+            assert (n.tau_rc, n.ref_steps) == (recipe.tau_rc, round(recipe.tau_ref / recipe.dt))
+            assert torch.allclose(n.amplitude, n.threshold * (1 + n.ref_steps))
+        if recipe.synapse_tau:
+            assert n.synapse_decay == pytest.approx(math.exp(-recipe.dt / recipe.synapse_tau))
+        if recipe.form == "weight":
+            assert torch.all(n.threshold == 1.0)
+        assert n.threshold.numel() > 1 if recipe.channel_wise and recipe.form == "threshold" else n.threshold.numel() == 1
+    layers = [m for m in snn.body.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if recipe.bias == "drop":
+        assert all(m.bias is None or not m.bias.any() for m in layers), recipe.name
+    else:  # the batch norms folded into the convolutions gave them biases, kept as constant input current
+        assert any(m.bias is not None and m.bias.any() for m in layers), recipe.name
+    pools = [type(m) for m in snn.body.modules() if isinstance(m, (nn.MaxPool2d, RateGatedMaxPool2d))]
+    assert pools in ([], [{"spike_max": nn.MaxPool2d, "rate_gated": RateGatedMaxPool2d}[recipe.maxpool]])
+
+
+# The least accuracy on 64 test digits at T=32, as measured on both digits nets (2026-12-02: the analog variants
+# 0.875-1.0; the Poisson ones 0.09-0.59 at T=32, as biases dropped from a batch-normalized net leave it near
+# chance, see the README; diehl2015-model at chance, its bounds silence the deeper layers).
+FLOOR_AT_32 = {"rueckauer2017": 0.9, "hu2018": 0.9, "hunsberger2016": 0.8, "low-latency": 0.95}
+
+
 @pytest.mark.parametrize("variant", list(zoo.variants()))
 @pytest.mark.parametrize("net", ["digits_cnn", "digits_resnet"])
 def test_every_variant_runs_end_to_end(variant, net, digits, request, tmp_path):
     model = request.getfixturevalue(net)
     xtr, _, xte, yte = digits
+    recipe = zoo.get_variant(variant)
     snn = zoo.convert(model, xtr[:256], variant, progress=False,
                       config={"arch": "test", "arch_kwargs": {}})
+    _assert_built_as(snn, recipe)
     r = zoo.simulate(snn, (xte[:64], yte[:64]), timesteps=[1, 8, 32], progress=False)
     assert set(r.accuracy) == {1, 8, 32} and all(0 <= a <= 1 for a in r.accuracy.values())
+    assert r.accuracy[32] >= FLOOR_AT_32.get(variant, 0.0), r.accuracy
     assert r.spikes_per_image[32] > 0 and r.synops_per_image[32] > 0
     assert r.spikes_per_image[32] >= r.spikes_per_image[8] >= r.spikes_per_image[1]
     assert r.ann_macs_per_image > 0 and r.energy_ratio[32] > 0
+
+
+@pytest.mark.parametrize("net", ["digits_cnn", "digits_resnet"])
+def test_low_latency_beats_rueckauer_at_few_timesteps(net, digits, request):
+    """Half-threshold initial membranes and per-channel thresholds remove most of the error of short
+    simulations: at T=4 and 8 the low-latency SNN is near the ANN where Rueckauer's is not yet (128 test
+    digits)."""
+    model = request.getfixturevalue(net)
+    xtr, _, xte, yte = digits
+    x, y = xte[:128], yte[:128]
+    ann = accuracy(model, x, y)
+    acc = {v: zoo.simulate(zoo.convert(model, xtr[:256], v, progress=False), (x, y), timesteps=[4, 8],
+                           progress=False).accuracy for v in ["rueckauer2017", "low-latency"]}
+    # measured 2026-12-02, ANN 98.4% / 100%: T=4 low-latency 93.8% / 87.5%, rueckauer2017 14.8% / 28.9%;
+    # T=8 98.4% / 98.4% against 89.8% / 48.4%
+    assert acc["low-latency"][4] >= acc["rueckauer2017"][4] + 0.3, (ann, acc)
+    assert acc["low-latency"][8] >= ann - 0.03 and acc["low-latency"][8] > acc["rueckauer2017"][8], (ann, acc)
+
+
+def test_softlif_net_maps_onto_lif_neurons_firing_at_the_lif_rate():
+    """Hunsberger: a trained soft-LIF layer becomes LIF neurons (same tau_rc, tau_ref) whose spike trains fire at
+    the LIF rate 1 / (tau_ref + tau_rc log(1 + 1/(j-1))) for a constant current j, spikes worth amplitude / dt,
+    so the layer's mean output is the soft-LIF's output in its gamma -> 0 limit."""
+    from zoo.models import SoftLIF
+    from zoo.spiking import LIFNode
+
+    act = SoftLIF(tau_rc=0.02, tau_ref=0.002, amplitude=0.063)
+    model = nn.Sequential(nn.Linear(4, 4), act, nn.Linear(4, 2)).eval()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(4))
+        model[0].bias.zero_()
+    j = torch.tensor([[0.5, 1.2, 1.5, 3.0]])
+    snn = zoo.convert(model, j, "hunsberger2016", progress=False)
+    (node,) = snn.neurons().values()
+    assert type(node) is LIFNode and (node.tau_rc, node.tau_ref, node.ref_steps) == (0.02, 0.002, 2)
+    assert node.amplitude.item() == pytest.approx(0.063 / 0.001)
+    steps = 2000
+    with snn.recording() as nodes:
+        snn.run(j, steps)
+    counts = torch.cat(nodes[next(iter(nodes))].recorded).sum(0).flatten()
+    lif_rate = torch.where(j > 1, 1 / (0.002 + 0.02 * torch.log1p(1 / (j - 1).clamp(min=1e-9))), 0).flatten()
+    assert counts[0] == 0  # below threshold: silent, as the soft-LIF's exact zero
+    assert torch.allclose(counts, lif_rate * steps * 0.001, atol=2.0), (counts, lif_rate * steps * 0.001)
+    mean_output = counts * node.amplitude / steps
+    assert torch.allclose(mean_output, act.amplitude * lif_rate, rtol=0.03)
 
 
 # -------------------------------------------------------------------------------------- measurements
@@ -376,13 +464,14 @@ def test_diagnostics_correlation_and_plots(tmp_path, digits_cnn, digits):
     snn = zoo.convert(digits_cnn, xtr, "rueckauer2017", progress=False)
     r = zoo.simulate(snn, (xte[:64], yte[:64]), timesteps=[16, 128], diagnostics=True, ann=digits_cnn, progress=False)
     assert r.correlation and min(r.correlation.values()) > 0.95
-    assert r.ann_accuracy is not None
-    from zoo.simulation import plot_accuracy, plot_correlation
+    assert r.correlation.keys() == snn.neurons().keys()  # one ANN-vs-SNN correlation per spiking layer
+    assert r.ann_accuracy == accuracy(digits_cnn, xte[:64], yte[:64])
+    from zoo.simulation import SimulationResult, plot_accuracy, plot_correlation
 
     assert plot_accuracy({"rueckauer2017": r}, tmp_path / "acc.png", r.ann_accuracy).stat().st_size > 1000
     assert plot_correlation(r, tmp_path / "corr.png").stat().st_size > 1000
-    saved = r.save(tmp_path / "r.json").read_text()
-    assert '"128"' in saved
+    saved = json.loads(r.save(tmp_path / "r.json").read_text())
+    assert SimulationResult.from_dict(saved) == r  # int T keys come back as ints
 
 
 def test_simulate_rejects_bad_timesteps(digits_cnn, digits):
@@ -406,6 +495,15 @@ def test_checkpoint_roundtrip(tmp_path):
     half = load_snn(save_snn(snn, tmp_path / "r18h.safetensors", dtype=torch.float16))
     assert (tmp_path / "r18h.safetensors").stat().st_size < 0.6 * path.stat().st_size
     assert half.config["recipe"]["name"] == "hu2018"
+    # float16 on disk, float32 in memory: every tensor is the float32 one rounded to float16
+    full, halved = snn.state_dict(), half.state_dict()
+    assert full.keys() == halved.keys()
+    for k, t in full.items():
+        want = t.half().float() if t.is_floating_point() else t
+        assert halved[k].dtype == t.dtype and torch.equal(halved[k], want), k
+    # which perturbs the class scores by a few percent (0.10 of 2.45 measured) and keeps the predictions
+    a, b = snn.run(x, 16), half.run(x, 16)
+    assert torch.equal(a.argmax(1), b.argmax(1)) and (a - b).abs().max() <= 0.1 * a.abs().max()
     # safetensors' save_file recreates its file as 0600; a checkpoint gets the usual permissions (umask)
     umask = os.umask(0o027)
     try:
@@ -484,14 +582,15 @@ class Untraceable(nn.Module):
 def test_unsupported_ops_raise_with_node_and_path(model_cls, node, path, digits):
     model = model_cls().eval()
     before = copy.deepcopy(model.state_dict())
+    modules_before = [(n, type(m)) for n, m in model.named_modules()]
     with pytest.raises(ConversionError) as err:
         zoo.convert(model, digits[0][:16], progress=False)
     msg = str(err.value)
     assert node in msg and repr(path) in msg and "Supported:" in msg and "ReLU" in msg
-    # nothing half-converted: the user's model is untouched
+    # nothing half-converted: the user's model is untouched, weights and modules alike
     after = model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
-    assert any(isinstance(m, (nn.SiLU, nn.Linear)) for m in model.modules())
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert [(n, type(m)) for n, m in model.named_modules()] == modules_before
 
 
 def test_untraceable_model_raises_conversion_error(digits):
