@@ -23,6 +23,16 @@ from zoo.cli import app
 
 # ------------------------------------------------------------------------------------------- fixtures
 class _QuietHandler(SimpleHTTPRequestHandler):
+    """Serves a directory without logging; appends each GET's path to ``requests``."""
+
+    def __init__(self, *args, requests: list[str], **kwargs) -> None:
+        self.requests = requests  # before super().__init__, which handles the request
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self):
+        self.requests.append(self.path)
+        super().do_GET()
+
     def log_message(self, *args):  # keep the test output clean
         pass
 
@@ -31,7 +41,8 @@ class Server:
     """A ThreadingHTTPServer serving ``root`` (or using ``handler``) on 127.0.0.1, in a thread."""
 
     def __init__(self, root: Path | None = None, handler=None) -> None:
-        handler = handler or functools.partial(_QuietHandler, directory=str(root))
+        self.requests: list[str] = []  # the GETs served from ``root``
+        handler = handler or functools.partial(_QuietHandler, directory=str(root), requests=self.requests)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -161,11 +172,15 @@ def test_cache_hit_needs_no_network(zoo_env):
 
 
 def test_force_redownloads(zoo_env):
+    get = "/svgg11-mnist.hu2018.safetensors"
     path = hub.pull("svgg11-mnist")
+    assert zoo_env.server.requests.count(get) == 1
     mtime = path.stat().st_mtime_ns
     os.utime(path, ns=(mtime - 10**9, mtime - 10**9))
+    assert hub.pull("svgg11-mnist") == path and zoo_env.server.requests.count(get) == 1  # a cache hit
     assert hub.pull("svgg11-mnist", force=True) == path
-    assert path.stat().st_mtime_ns != mtime - 10**9
+    assert zoo_env.server.requests.count(get) == 2 and path.stat().st_mtime_ns != mtime - 10**9
+    assert _sha(path) == zoo_env.index["models"]["svgg11-mnist"]["variants"]["hu2018"]["sha256"]
 
 
 def test_tampered_file_is_refused(zoo_env):

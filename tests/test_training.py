@@ -225,11 +225,23 @@ def test_resumable_one_cycle():
         short.optimizer.step()
         short.step()
     long = ResumableOneCycleLR(torch.optim.SGD([p], lr=0.1, momentum=0.9), max_lr=0.1, total_steps=20)
+    short_lr = short.get_last_lr()
     long.load_state_dict(short.state_dict())
-    assert long.total_steps == 20 and long.last_epoch == 5
+    assert long.total_steps == 20 and long.last_epoch == 5 and long.get_last_lr() == short_lr
+    fresh = ResumableOneCycleLR(torch.optim.SGD([p], lr=0.1, momentum=0.9), max_lr=0.1, total_steps=20)
+    for _ in range(5):
+        fresh.optimizer.step()
+        fresh.step()
+    lrs, want = [], []
     for _ in range(14):
-        long.optimizer.step()
-        long.step()  # would raise past 10 steps with the old total
+        for s in (long, fresh):
+            s.optimizer.step()
+            s.step()  # would raise past 10 steps with the old total
+        lrs.append(long.get_last_lr()[0])
+        want.append(fresh.get_last_lr()[0])
+    # from step 6 on, the learning rates are those of a 20-step run (past its peak), down to its minimum
+    assert lrs == pytest.approx(want) and all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert lrs[-1] == pytest.approx(0.1 / 25 / 1e4, rel=1e-3)
 
 
 @pytest.mark.slow
