@@ -10,6 +10,11 @@ import typer
 from zoo.cli import app
 
 
+def _fail(msg: str, code: int = 2) -> None:
+    typer.secho(f"error: {msg}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
 @app.command("variants")
 def list_variants(name: Optional[str] = typer.Argument(None, help="show one variant's full recipe"),
                   as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
@@ -20,8 +25,7 @@ def list_variants(name: Optional[str] = typer.Argument(None, help="show one vari
         try:
             r = get_variant(name)
         except VariantError as err:
-            typer.secho(f"error: {err}", fg="red", err=True)
-            raise typer.Exit(2)
+            _fail(str(err))
         if as_json:
             typer.echo(json.dumps(r.model_dump(), indent=2))
             return
@@ -72,21 +76,55 @@ def convert_cmd(
         if not sep:
             raise typer.BadParameter(f"--set {item!r}: use FIELD=VALUE, e.g. --set percentile=99.99")
         overrides[k.strip()] = yaml.safe_load(v)  # numbers, booleans and lists parse; text stays text
+    # everything that can be checked is checked before the data is prepared
+    from zoo.conversion.variants import VariantError, get_variant
+
+    try:
+        get_variant(variant, **overrides)
+    except VariantError as err:
+        _fail(str(err) + (" (--set FIELD=VALUE)" if overrides else ""))
+    if out.suffix != ".safetensors":
+        _fail(f"--out {out}: an SNN checkpoint is a .safetensors file, e.g. --out {out.with_suffix('.safetensors')}")
+    try:
+        ts = sorted({int(t) for t in timesteps.split(",") if t.strip()})
+    except ValueError:
+        ts = []
+    if not ts or ts[0] < 1:
+        _fail(f"--timesteps {timesteps!r}: give comma-separated positive integers, e.g. 8,32,128")
+    if weights is not None and weights.suffix != ".safetensors":
+        _fail(f"--weights {weights}: must be a .safetensors file (nothing is unpickled)")
+    if weights is not None and not weights.is_file():
+        _fail(f"--weights {weights}: no such file")
+    if not Path(model).is_dir() and not timm.is_model(model):
+        import difflib
+
+        close = difflib.get_close_matches(model, timm.list_models(), n=3)
+        _fail(f"{model!r} is neither a trained-model directory (meta.json + model.safetensors) nor a timm "
+              f"architecture" + (f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"))
     if Path(model).is_dir():
         from zoo.training import load_trained
 
-        ann = load_trained(model)
+        try:
+            ann = load_trained(model)
+        except FileNotFoundError as err:
+            _fail(str(err))
         arch, arch_kwargs = ann.zoo_meta["arch"], ann.zoo_meta["arch_kwargs"]
     else:
         arch, arch_kwargs = model, {"num_classes": num_classes}
         ann = timm.create_model(arch, **arch_kwargs)
         if weights is not None:
-            if weights.suffix != ".safetensors":
-                raise typer.BadParameter("weights must be a .safetensors file (nothing is unpickled)")
-            ann.load_state_dict(load_file(str(weights)))
+            try:
+                ann.load_state_dict(load_file(str(weights)))
+            except RuntimeError as err:  # missing / unexpected keys, shape mismatches
+                _fail(f"--weights {weights} do not fit {arch} (num_classes={num_classes}): {err}")
         ann.eval()
     with tempfile.TemporaryDirectory(prefix="zoo-convert-") as tmp:
-        prepare(dataset, tmp, root=data_root, calib_size=256, progress=True)
+        from zoo.data import DataNotFoundError
+
+        try:
+            prepare(dataset, tmp, root=data_root, calib_size=256, progress=True)
+        except (DataNotFoundError, ValueError) as err:  # a missing data root, an unknown source
+            _fail(f"--dataset {dataset}: {err}")
         data = PreparedData(tmp)
         calib = torch.stack([data.calibration[i][0] for i in range(len(data.calibration))])
         snn = zoo.convert(ann, calib, variant, config={"arch": arch, "arch_kwargs": arch_kwargs,
@@ -96,5 +134,5 @@ def convert_cmd(
         typer.echo(f"wrote {out}")
         if test_images:
             test = torch.utils.data.Subset(data.test, range(min(test_images, len(data.test))))
-            r = zoo.simulate(snn, test, [int(t) for t in timesteps.split(",")], ann=ann)
+            r = zoo.simulate(snn, test, ts, ann=ann)
             typer.echo(r.table())
