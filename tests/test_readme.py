@@ -32,3 +32,41 @@ def test_readme_commands_exist():
     assert "make demo" in readme and "make test" in readme
     assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
     assert "make test" in (ROOT / ".ci/run").read_text()
+
+
+def _readme_zoo_commands() -> list[str]:
+    """Every `zoo ...` command in the README: the lines of its bash blocks (continuation lines joined, comments
+    dropped) and its inline code spans."""
+    readme = (ROOT / "README.md").read_text()
+    lines = []
+    for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", readme, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip().removeprefix("$ ")
+            if line.startswith("zoo "):
+                lines.append(line)
+    lines += [span for span in re.findall(r"`(zoo [^`]+)`", readme) if not span.startswith("zoo --")]
+    return lines
+
+
+def test_readme_zoo_commands_parse():
+    """Each `zoo` command the README shows names a real command, and where it shows arguments they are real
+    options and enough arguments (parsed by the CLI, not run)."""
+    import shlex
+
+    import typer
+
+    from zoo.cli import app
+
+    group = typer.main.get_command(app)
+    commands = _readme_zoo_commands()
+    assert {c.split()[1] for c in commands} >= {"convert", "list", "info", "pull", "evaluate", "validate"}, commands
+    for line in commands:
+        name, *args = shlex.split(line)[1:]
+        cmd = group.get_command(None, name)
+        assert cmd is not None, f"README: {line!r}: no command {name!r} (zoo --help)"
+        if not args:  # a command named in prose
+            continue
+        try:
+            cmd.make_context(name, list(args))
+        except Exception as err:  # click.UsageError: an unknown option, a missing argument
+            raise AssertionError(f"README: {line!r}: {err}") from err
