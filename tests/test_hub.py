@@ -8,6 +8,7 @@ import json
 import math
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -227,6 +228,55 @@ def test_connection_dropped_mid_transfer(zoo_env, monkeypatch):
             hub.pull("svgg11-mnist")
     finally:
         server.stop()
+    assert _cache_files(zoo_env.cache) == []
+
+
+@pytest.mark.parametrize("stall", ["before_headers", "mid_body"])
+def test_a_hanging_server_times_out(stall, zoo_env, monkeypatch):
+    """A remote that accepts the connection and then goes silent (before its headers, or half-way through the
+    body) fails after ZOO_TIMEOUT seconds with a RemoteError naming the URL; nothing is cached. The handler
+    waits at most 10 s, so the server always stops."""
+    release = threading.Event()
+
+    class Hanging(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def do_GET(self):
+            data = (zoo_env.remote / self.path.lstrip("/")).read_bytes()
+            if stall == "before_headers":
+                release.wait(10)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            release.wait(10)
+
+        def log_message(self, *args):
+            pass
+
+    server = Server(handler=Hanging)
+    monkeypatch.setenv("ZOO_REMOTE", server.url)
+    monkeypatch.setenv("ZOO_TIMEOUT", "0.5")
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(hub.RemoteError) as exc:
+            hub.pull("svgg11-mnist")
+    finally:
+        release.set()
+        server.stop()
+    assert time.monotonic() - t0 < 5
+    assert server.url in str(exc.value) and "ZOO_TIMEOUT" in str(exc.value)
+    assert ("no answer within 0.5 s" if stall == "before_headers" else "stalled after") in str(exc.value)
+    assert _cache_files(zoo_env.cache) == []
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-3"])
+def test_a_bad_timeout_is_named(value, zoo_env, monkeypatch):
+    monkeypatch.setenv("ZOO_TIMEOUT", value)
+    with pytest.raises(ValueError, match=f"ZOO_TIMEOUT='{value}'.*seconds > 0"):
+        hub.pull("svgg11-mnist")
     assert _cache_files(zoo_env.cache) == []
 
 

@@ -25,6 +25,9 @@ Where things come from (environment variables first):
     ``dvc.api``; ``dir`` defaults to ``models/zoo``, an empty repo means the current DVC repository).
 ``ZOO_CACHE_DIR``
     Where downloaded files are kept. Default: ``platformdirs.user_cache_dir("snn-zoo")``.
+``ZOO_TIMEOUT``
+    Seconds an http(s) remote may stay silent (connecting, or between two reads) before a download fails
+    with :class:`RemoteError`. Default 60.
 
 Safety: only ``.safetensors`` files (a plain name, or a plain folder name and a plain name: no absolute paths,
 no ``..``) are ever accepted from an index, so nothing is ever unpickled or written outside the cache; every download is streamed into a temporary file next to its destination and verified
@@ -68,6 +71,7 @@ INDEX_NAME = "index.json"
 ENV_INDEX = "ZOO_INDEX"
 ENV_REMOTE = "ZOO_REMOTE"
 ENV_CACHE = "ZOO_CACHE_DIR"
+ENV_TIMEOUT = "ZOO_TIMEOUT"
 TIMEOUT_S = 60.0
 CHUNK = 1 << 20
 MAX_INDEX_BYTES = 64 << 20
@@ -292,6 +296,23 @@ def cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("snn-zoo"))
+
+
+def timeout_s(timeout: float | None = None) -> float:
+    """``timeout`` if given, else ``$ZOO_TIMEOUT``, else :data:`TIMEOUT_S` (seconds, > 0)."""
+    if timeout is None:
+        env = os.environ.get(ENV_TIMEOUT)
+        if not env:
+            return TIMEOUT_S
+        try:
+            timeout = float(env)
+        except ValueError:
+            timeout = -1.0
+        if not timeout > 0:
+            raise ValueError(f"{ENV_TIMEOUT}={env!r}: give a number of seconds > 0, e.g. {ENV_TIMEOUT}=120")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    return float(timeout)
 
 
 def _scheme(url: str) -> str:
@@ -657,6 +678,9 @@ def _copy(src: BinaryIO, dst: BinaryIO, url: str, *, total: int | None, limit: i
         while True:
             try:
                 block = src.read(CHUNK)
+            except TimeoutError as err:
+                raise RemoteError(url, f"transfer stalled after {n} bytes: nothing arrived within the timeout "
+                                       f"(ZOO_TIMEOUT)") from err
             except (OSError, http.client.HTTPException) as err:
                 raise RemoteError(url, f"transfer failed after {n} bytes ({type(err).__name__}: {err})") from err
             if not block:
@@ -673,18 +697,24 @@ def _copy(src: BinaryIO, dst: BinaryIO, url: str, *, total: int | None, limit: i
 
 
 def _stream(base: str, name: str, dst: BinaryIO, *, limit: int | None, progress: bool | None = False,
-            timeout: float = TIMEOUT_S) -> tuple[int, str]:
+            timeout: float | None = None) -> tuple[int, str]:
     """Fetch ``<base>/<name>`` into ``dst``; returns (bytes, sha256). Failures raise :class:`RemoteError`."""
     url = _join(base, name)
     scheme = _scheme(base)
     if scheme in ("http", "https"):
         req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+        timeout = timeout_s(timeout)
         try:
             resp = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 (scheme checked above)
         except urllib.error.HTTPError as err:
             raise RemoteError(url, f"HTTP {err.code} {err.reason}") from err
         except urllib.error.URLError as err:
-            raise RemoteError(url, str(getattr(err.reason, "strerror", None) or err.reason)) from err
+            reason = err.reason
+            if isinstance(reason, TimeoutError):
+                raise RemoteError(url, f"no answer within {timeout:g} s (ZOO_TIMEOUT)") from err
+            raise RemoteError(url, str(getattr(reason, "strerror", None) or reason)) from err
+        except TimeoutError as err:  # connected, but the response headers did not come in time
+            raise RemoteError(url, f"no answer within {timeout:g} s (ZOO_TIMEOUT)") from err
         except (OSError, http.client.HTTPException) as err:
             raise RemoteError(url, f"{type(err).__name__}: {err}") from err
         with resp:
@@ -746,7 +776,7 @@ def cached_path(name: str, variant: str | None = None, index: dict | None = None
 
 
 def pull(name: str, variant: str | None = None, *, force: bool = False, index: dict | None = None,
-         progress: bool | None = None, timeout: float = TIMEOUT_S) -> Path:
+         progress: bool | None = None, timeout: float | None = None) -> Path:
     """Return the verified local path of the file of (``name``, ``variant``), downloading it if needed.
 
     ``variant=None`` is the model's default variant. A cached file is used when its size and sha256 match the
