@@ -123,3 +123,44 @@ def test_published_checkpoints_fit_in_git():
     assert total <= 64 * 2**20, (f"published checkpoints take {total / 2**20:.1f} MiB (> 64 MiB; "
                                  f"{ {z: round(b / 2**20, 1) for z, b in sizes.items()} }): list the largest models "
                                  "in zoos.<zoo>.default_only")
+
+
+def _published_files():
+    for zoo_name, zdir in ZOOS.items():
+        if (zdir / "index.json").is_file():
+            for name, entry in sorted(json.loads((zdir / "index.json").read_text())["models"].items()):
+                for variant, var in sorted(entry["variants"].items()):
+                    if "file" in var:
+                        yield pytest.param(zoo_name, name, variant, id=f"{zoo_name}-{name}-{variant}")
+
+
+@pytest.mark.parametrize("zoo_name,name,variant", list(_published_files()))
+def test_published_checkpoint_is_what_its_index_says(zoo_name, name, variant):
+    """Every published file, default variant or not (only the defaults are re-simulated above): its config is
+    the index's recipe for that variant and the entry's model, architecture, input and dataset; all variants of
+    a model were converted from one ANN; it loads, and its neurons, encoder and readout are the recipe's."""
+    from zoo.serialization import load_snn, read_config
+    from zoo.spiking import AnalogEncoder, IFNode, LIFNode, MembraneReadout, PoissonEncoder, SoftmaxReadout, \
+        SpikeCountReadout
+
+    zdir = ZOOS[zoo_name]
+    entry = json.loads((zdir / "index.json").read_text())["models"][name]
+    var = entry["variants"][variant]
+    cfg = read_config(zdir / var["file"])
+    assert cfg["recipe"] == var["recipe"] and cfg["recipe"]["name"] == variant
+    assert (cfg["model"], cfg["arch"], cfg["arch_kwargs"], cfg["dataset"]) == \
+        (name, entry["arch"], entry["arch_kwargs"], entry["dataset"])
+    assert cfg["input_shape"] == entry["input_shape"]
+    assert cfg["preprocess"] == {"mean": entry["input"]["mean"], "std": entry["input"]["std"]}
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert cfg["dtype"] == params["zoos"][zoo_name]["dtype"]
+    others = {read_config(zdir / v["file"])["ann_sha256"] for v in entry["variants"].values() if "file" in v}
+    assert others == {cfg["ann_sha256"]}, f"{name}: its variants were converted from different ANNs"
+    snn = load_snn(zdir / var["file"])
+    recipe = var["recipe"]
+    assert type(snn.encoder) is {"analog": AnalogEncoder, "poisson": PoissonEncoder}[recipe["encoder"]]
+    assert type(snn.readout) is {"membrane": MembraneReadout, "spike_count": SpikeCountReadout,
+                                 "softmax": SoftmaxReadout}[recipe["readout"]]
+    neurons = list(snn.neurons().values())
+    assert neurons and all(type(n) is {"if": IFNode, "lif": LIFNode}[recipe["neuron"]] for n in neurons)
+    assert all((n.reset, n.v_init) == (recipe["reset"], recipe["v_init"]) for n in neurons)
