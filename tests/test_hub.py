@@ -671,6 +671,12 @@ def test_binomial_tolerance():
     assert hub.binomial_tolerance(0.9, 1000) < hub.binomial_tolerance(0.9, 300)
 
 
+def test_replay_tolerance():
+    assert hub.replay_tolerance(300) == 3 / 300 and hub.replay_tolerance(360) == 4 / 360
+    assert hub.replay_tolerance(10_000) == 100 / 10_000 and hub.replay_tolerance(50) == 3 / 50
+    assert hub.replay_tolerance(300) < hub.binomial_tolerance(0.9, 300) / 5
+
+
 @pytest.mark.skipif(not (DEMO / "index.json").is_file(), reason="models/demo is not published")
 def test_cli_evaluate_remeasures_a_published_model(tmp_path, monkeypatch):
     """`zoo evaluate` simulates the published demo model on the real digits test split and compares with its
@@ -684,14 +690,16 @@ def test_cli_evaluate_remeasures_a_published_model(tmp_path, monkeypatch):
     result = runner.invoke(app, ["evaluate", "vgg-mini-digits", "-t", "16,32", "--threads", "1", "--json"])
     assert result.exit_code == 0, result.output
     r = json.loads(result.stdout)
-    assert (r["variant"], r["images"], r["same_images"]) == (variant, 360, True)
+    assert (r["variant"], r["images"], r["same_images"], r["tolerance_kind"]) == (variant, 360, True, "replay")
     assert r["ann_accuracy"] == entry["evaluation"]["ann_accuracy"]
     assert [row["T"] for row in r["rows"]] == [16, 32]
     for row in r["rows"]:
         assert row["index"] == entry["variants"][variant]["accuracy"][str(row["T"])] and row["agrees"] is True
+        assert row["tolerance"] == 4 / 360  # the index's own images, analog input: deterministic
     # fewer images: part of the index's, its claims compared within the tolerance of 50 images; no ANN reference
     sub = json.loads(runner.invoke(app, ["evaluate", "vgg-mini-digits", "-n", "50", "-t", "32", "--json"]).stdout)
     assert (sub["images"], sub["same_images"], sub["subset_of_index"], sub["ann_accuracy"]) == (50, False, True, None)
+    assert sub["tolerance_kind"] == "binomial"  # 50 of the 360: a sample of them
     row = sub["rows"][0]
     assert row["index"] == entry["variants"][variant]["accuracy"]["32"] and row["agrees"] is True
     assert row["tolerance"] == pytest.approx(hub.binomial_tolerance(row["index"], 50))
@@ -706,7 +714,16 @@ def test_cli_evaluate_remeasures_a_published_model(tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_REMOTE", str(DEMO))
     bad = runner.invoke(app, ["evaluate", "vgg-mini-digits", "-t", "32"])
     assert bad.exit_code == 1
-    assert "50.00%" in bad.output and "NO" in bad.output and "beyond the binomial tolerance" in bad.output
+    assert "50.00%" in bad.output and "NO" in bad.output and "beyond the replay tolerance" in bad.output
+    # 7 images off on the index's own 360 images: within the binomial tolerance, but not a replay
+    acc["32"] = r["rows"][1]["accuracy"] - 7 / 360
+    assert acc["32"] + hub.binomial_tolerance(acc["32"], 360) > r["rows"][1]["accuracy"]
+    hub.write_index(index, tmp_path / "index.json")
+    assert runner.invoke(app, ["evaluate", "vgg-mini-digits", "-t", "32"]).exit_code == 1
+    # Poisson input is a random sample, even on the same images: binomial
+    poisson = json.loads(runner.invoke(app, ["evaluate", "vgg-mini-digits", "--variant", "cao2015", "-t", "4",
+                                             "--json"]).stdout)
+    assert (poisson["same_images"], poisson["tolerance_kind"]) == (True, "binomial") and poisson["rows"][0]["agrees"]
     # an index measured on a subset: `-n all` compares with the ANN on the whole split, not with the claims
     e = index["models"]["vgg-mini-digits"]
     e["evaluation"].update(test_images=100, ann_accuracy=0.25)
