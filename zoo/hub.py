@@ -300,19 +300,19 @@ def cache_dir() -> Path:
 
 def timeout_s(timeout: float | None = None) -> float:
     """``timeout`` if given, else ``$ZOO_TIMEOUT``, else :data:`TIMEOUT_S` (seconds, > 0)."""
+    where = "timeout"
     if timeout is None:
         env = os.environ.get(ENV_TIMEOUT)
         if not env:
             return TIMEOUT_S
-        try:
-            timeout = float(env)
-        except ValueError:
-            timeout = -1.0
-        if not timeout > 0:
-            raise ValueError(f"{ENV_TIMEOUT}={env!r}: give a number of seconds > 0, e.g. {ENV_TIMEOUT}=120")
-    if not timeout > 0:
-        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    return float(timeout)
+        where, timeout = f"{ENV_TIMEOUT}={env!r}", env
+    try:
+        value = float(timeout)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"{where}: give a number of seconds > 0, e.g. {ENV_TIMEOUT}=120")
+    return value
 
 
 def _scheme(url: str) -> str:
@@ -720,13 +720,11 @@ def _stream(base: str, name: str, dst: BinaryIO, *, limit: int | None, progress:
             resp = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 (scheme checked above)
         except urllib.error.HTTPError as err:
             raise RemoteError(url, f"HTTP {err.code} {err.reason}") from err
-        except urllib.error.URLError as err:
-            reason = err.reason
+        except (urllib.error.URLError, TimeoutError) as err:  # TimeoutError: connected, but no headers in time
+            reason = getattr(err, "reason", err)
             if isinstance(reason, TimeoutError):
                 raise RemoteError(url, f"no answer within {timeout:g} s (ZOO_TIMEOUT)") from err
             raise RemoteError(url, str(getattr(reason, "strerror", None) or reason)) from err
-        except TimeoutError as err:  # connected, but the response headers did not come in time
-            raise RemoteError(url, f"no answer within {timeout:g} s (ZOO_TIMEOUT)") from err
         except (OSError, http.client.HTTPException) as err:
             raise RemoteError(url, f"{type(err).__name__}: {err}") from err
         with resp:

@@ -12,6 +12,12 @@ app = typer.Typer(
 )
 
 
+def fail(msg: object, code: int = 1) -> None:
+    """Print ``error: msg`` to stderr and exit with ``code`` (2: bad input, 1: the work failed)."""
+    typer.secho(f"error: {msg}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
 @app.callback()
 def _setup() -> None:
     from zoo.utils import setup_logging
@@ -24,4 +30,4 @@ from zoo.cli import core_cmds as _core_cmds  # noqa: E402,F401
 from zoo.cli import hub_cmds as _hub_cmds  # noqa: E402,F401
 from zoo.cli import pipeline_cmds as _pipeline_cmds  # noqa: E402,F401
 
-__all__ = ["app"]
+__all__ = ["app", "fail"]

@@ -7,12 +7,11 @@ from typing import Optional
 
 import typer
 
-from zoo.cli import app
+from zoo.cli import app, fail
 
 
-def _fail(msg: str, code: int = 2) -> None:
-    typer.secho(f"error: {msg}", fg="red", err=True)
-    raise typer.Exit(code)
+def _fail(msg: str) -> None:  # every error of these commands is bad input
+    fail(msg, 2)
 
 
 @app.command("variants")

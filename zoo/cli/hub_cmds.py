@@ -12,12 +12,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from zoo.cli import app
+from zoo.cli import app, fail
 
 
 def _fail(err: Exception) -> None:
-    typer.echo(f"error: {err}", err=True)
-    raise typer.Exit(1)
+    fail(err, 1)
 
 
 def _pct(v) -> str:

@@ -11,11 +11,7 @@ from pathlib import Path
 import typer
 
 from zoo.cli import app
-
-
-def _fail(msg: str, code: int = 1) -> None:
-    typer.secho(f"error: {msg}", fg="red", err=True)
-    raise typer.Exit(code)
+from zoo.cli import fail as _fail
 
 
 def _params(path: str):
