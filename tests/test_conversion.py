@@ -21,7 +21,7 @@ from zoo.conversion.graph import act_points
 from zoo.simulation import rate_model
 from zoo.spiking import Scale
 
-from conftest import accuracy
+from conftest import accuracy, assert_spiking_types
 
 
 # ------------------------------------------------------------------------------------ digits accuracy
@@ -308,19 +308,15 @@ def test_unknown_variant_lists_valid_names():
 
 def _assert_built_as(snn, recipe):
     """Every recipe field the converter acts on shows in the network it built."""
-    from zoo.spiking import (AnalogEncoder, IFNode, LIFNode, MembraneReadout, PoissonEncoder, RateGatedMaxPool2d,
-                             SoftmaxReadout, SpikeCountReadout)
+    from zoo.spiking import RateGatedMaxPool2d
 
     assert snn.config["recipe"]["name"] == recipe.name and snn.config["arch"] == "test"
-    encoder = {"analog": AnalogEncoder, "poisson": PoissonEncoder}[recipe.encoder]
-    readout = {"membrane": MembraneReadout, "spike_count": SpikeCountReadout, "softmax": SoftmaxReadout}
-    assert type(snn.encoder) is encoder and type(snn.readout) is readout[recipe.readout]
+    assert_spiking_types(snn, encoder=recipe.encoder, readout=recipe.readout, neuron=recipe.neuron,
+                         reset=recipe.reset, v_init=recipe.v_init)
     if recipe.encoder == "poisson":
         assert (snn.encoder.rate, snn.encoder.seed) == (recipe.poisson_rate, recipe.seed)
     neurons = list(snn.neurons().values())
-    assert neurons and all(type(n) is {"if": IFNode, "lif": LIFNode}[recipe.neuron] for n in neurons)
     for n in neurons:
-        assert (n.reset, n.v_init) == (recipe.reset, recipe.v_init), recipe.name
         if recipe.neuron == "lif":  # a ReLU on LIF neurons: spikes scaled by 1 + refractory steps (max rate kept)
             assert (n.tau_rc, n.ref_steps) == (recipe.tau_rc, round(recipe.tau_ref / recipe.dt))
             assert torch.allclose(n.amplitude, n.threshold * (1 + n.ref_steps))

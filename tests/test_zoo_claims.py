@@ -143,9 +143,8 @@ def test_published_checkpoint_is_what_its_index_says(zoo_name, name, variant):
     """Every published file, default variant or not (only the defaults are re-simulated above): its config is
     the index's recipe for that variant and the entry's model, architecture, input and dataset; all variants of
     a model were converted from one ANN; it loads, and its neurons, encoder and readout are the recipe's."""
+    from conftest import assert_spiking_types
     from zoo.serialization import load_snn, read_config
-    from zoo.spiking import AnalogEncoder, IFNode, LIFNode, MembraneReadout, PoissonEncoder, SoftmaxReadout, \
-        SpikeCountReadout
 
     zdir = ZOOS[zoo_name]
     entry = json.loads((zdir / "index.json").read_text())["models"][name]
@@ -161,10 +160,4 @@ def test_published_checkpoint_is_what_its_index_says(zoo_name, name, variant):
     others = {read_config(zdir / v["file"])["ann_sha256"] for v in entry["variants"].values() if "file" in v}
     assert others == {cfg["ann_sha256"]}, f"{name}: its variants were converted from different ANNs"
     snn = load_snn(zdir / var["file"])
-    recipe = var["recipe"]
-    assert type(snn.encoder) is {"analog": AnalogEncoder, "poisson": PoissonEncoder}[recipe["encoder"]]
-    assert type(snn.readout) is {"membrane": MembraneReadout, "spike_count": SpikeCountReadout,
-                                 "softmax": SoftmaxReadout}[recipe["readout"]]
-    neurons = list(snn.neurons().values())
-    assert neurons and all(type(n) is {"if": IFNode, "lif": LIFNode}[recipe["neuron"]] for n in neurons)
-    assert all((n.reset, n.v_init) == (recipe["reset"], recipe["v_init"]) for n in neurons)
+    assert_spiking_types(snn, **{k: var["recipe"][k] for k in ("encoder", "readout", "neuron", "reset", "v_init")})
