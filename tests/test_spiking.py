@@ -119,6 +119,47 @@ def test_poisson_encoder_rate_sign_and_seed():
         PoissonEncoder(rate=0)
 
 
+def _poisson_trains(enc, x, chunks):
+    enc.reset_state()
+    out = []
+    for k in chunks:
+        enc.steps, enc.batch = k, x.shape[0]
+        out.append(enc(x).reshape((k,) + tuple(x.shape)))
+    return torch.cat(out)
+
+
+def test_poisson_train_depends_on_the_image_and_seed_only():
+    """Counter-based draws: an image's spike train is the same alone, in another batch at another position,
+    or with the steps cut into other chunks; another seed or another image gives another train."""
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 5, 5)
+    whole = _poisson_trains(PoissonEncoder(0.8, seed=3), x, [40])
+    assert torch.equal(_poisson_trains(PoissonEncoder(0.8, seed=3), x, [7, 1, 32]), whole)
+    alone = _poisson_trains(PoissonEncoder(0.8, seed=3), x[4:5], [40])
+    assert torch.equal(alone[:, 0], whole[:, 4])
+    shuffled = _poisson_trains(PoissonEncoder(0.8, seed=3), torch.cat([x[2:3], torch.rand(2, 3, 5, 5), x[4:5]]), [40])
+    assert torch.equal(shuffled[:, 3], whole[:, 4]) and torch.equal(shuffled[:, 0], whole[:, 2])
+    assert not torch.equal(_poisson_trains(PoissonEncoder(0.8, seed=4), x, [40]), whole)
+    assert not torch.equal(whole[:, 0], whole[:, 1])
+    # a float64 copy of the image is the same image once cast to the float32 the draws read
+    assert torch.equal(_poisson_trains(PoissonEncoder(0.8, seed=3), x[:2].double(), [40]).float(), whole[:, :2])
+
+
+def test_poisson_draws_are_uniform_and_uncorrelated():
+    enc = PoissonEncoder(1.0, seed=0)
+    u = enc.uniforms(torch.rand(8, 64), 500)  # 256,000 draws
+    assert enc.elapsed == 500 and u.shape == (500, 8, 64)
+    assert ((u >= 0) & (u < 1)).all()
+    hist = torch.histc(u, bins=20, min=0, max=1)
+    expected = u.numel() / 20
+    chi2 = ((hist - expected) ** 2 / expected).sum().item()
+    assert chi2 < 43.8  # chi-square, 19 degrees of freedom, p = 0.001
+    flat = u.reshape(500, -1)
+    for a, b in [(flat[1:], flat[:-1]), (flat[:, 1:], flat[:, :-1]), (u[:, 1:].flatten(1), u[:, :-1].flatten(1))]:
+        r = torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
+        assert abs(r) < 0.01, r  # next step, next pixel, next image; 4 sigma is 0.008
+
+
 def test_rate_gated_maxpool_passes_the_max_rate():
     torch.manual_seed(0)
     rates = torch.tensor([0.1, 0.5, 0.3, 0.2]).reshape(1, 1, 2, 2)

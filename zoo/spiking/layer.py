@@ -105,11 +105,57 @@ class AnalogEncoder(_Stateful):
         return x
 
 
+_MASK32 = 0xFFFFFFFF
+
+
+def _mul32(x: Tensor, c: int) -> Tensor:
+    """``x * c mod 2**32`` for int64 tensors holding 32-bit values, without int64 overflow."""
+    hi = (x >> 16).mul_(c).bitwise_and_(0xFFFF).bitwise_left_shift_(16)
+    return (x & 0xFFFF).mul_(c).add_(hi).bitwise_and_(_MASK32)
+
+
+def _mix32(x: Tensor) -> Tensor:
+    """A 32-bit integer finalizer (Wellons' ``lowbias32``): every input bit affects every output bit."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x.bitwise_xor_(x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x.bitwise_xor_(x >> 16)
+
+
+def image_keys(x: Tensor) -> Tensor:
+    """One 32-bit key ``[B]`` per image, a hash of the image's float32 values and nothing else.
+
+    The random parts of an SNN (Poisson input, spiking softmax) draw from these keys, so an image's spike
+    trains do not depend on the batch it comes in, its position there, the chunking or the DDP rank.
+    """
+    bits = x.detach().reshape(x.shape[0], -1).to(torch.float32).contiguous().view(torch.int32).to(torch.int64)
+    pos = _mix32(torch.arange(bits.shape[1], device=x.device, dtype=torch.int64))
+    return _mix32(_mix32((bits & _MASK32) ^ pos).sum(1) & _MASK32)
+
+
+def counter_uniforms(keys: Tensor, seed: int, first_step: int, steps: int, n: int) -> Tensor:
+    """Counter-based uniforms ``[steps, B, n]`` in [0, 1): draw (step, image, i) is a hash of the image's key,
+    the seed, the step's index and i, so any split of the steps or the images draws the same numbers."""
+    keys = _mix32(keys ^ (_mix32(torch.tensor(int(seed) & _MASK32)).item()))
+    pos = _mul32(torch.arange(n, device=keys.device, dtype=torch.int64), 0x9E3779B1)
+    out = []
+    for t in range(first_step, first_step + steps):
+        step_keys = _mix32(keys ^ ((t + 1) * 0x85EBCA77 & _MASK32))
+        h = _mix32(step_keys[:, None] ^ pos[None, :])
+        out.append((h >> 8).to(torch.float32).mul_(2.0 ** -24))
+    return torch.stack(out)
+
+
 class PoissonEncoder(_Stateful):
     """Poisson rate coding (Cao et al. 2015): at each step a spike with probability ``c*|x|``, sign kept.
 
-    The spike value is ``sign(x)/c`` so that its expectation is ``x`` where ``c*|x| <= 1``. Seeded: the same
-    seed gives the same spike trains.
+    The spike value is ``sign(x)/c`` so that its expectation is ``x`` where ``c*|x| <= 1``.
+
+    The random numbers are counter-based (:func:`counter_uniforms`): the draw for (image, step, pixel) is a hash
+    of the seed, the image's own values, the step's index since ``reset_state()`` and the pixel's index. An
+    image's spike train is therefore a function of the seed and the image alone, whatever the batch it comes
+    in, its position in the batch, the chunking of the steps or the process (DDP rank) that simulates it.
     """
 
     analog = False
@@ -119,17 +165,20 @@ class PoissonEncoder(_Stateful):
         if rate <= 0:
             raise ValueError(f"Poisson rate c must be > 0, got {rate}")
         self.rate, self.seed = float(rate), int(seed)
-        self.generator: torch.Generator | None = None
+        self.elapsed = 0
 
     def reset_state(self) -> None:
-        self.generator = None
+        self.elapsed = 0
+
+    def uniforms(self, x: Tensor, steps: int) -> Tensor:
+        """The draws ``[steps, B, ...]`` in [0, 1) for the next ``steps`` steps of the images ``x``."""
+        u = counter_uniforms(image_keys(x), self.seed, self.elapsed, steps, x[0].numel())
+        self.elapsed += steps
+        return u.reshape((steps,) + tuple(x.shape)).to(x.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.generator is None or self.generator.device != x.device:
-            self.generator = torch.Generator(device=x.device).manual_seed(self.seed)
-        T = self.steps
         p = (self.rate * x.abs()).clamp(max=1.0)
-        u = torch.rand((T,) + tuple(x.shape), generator=self.generator, device=x.device, dtype=x.dtype)
+        u = self.uniforms(x, self.steps)
         spikes = (u < p).to(x.dtype) * torch.sign(x) / self.rate
         return spikes.flatten(0, 1)
 
@@ -195,27 +244,30 @@ class SpikeCountReadout(Readout):
 
 class SoftmaxReadout(Readout):
     """Spiking softmax (Rueckauer 2017): each step every image emits one output spike, drawn from the
-    softmax of the output layer's input current; the class is the neuron with most spikes. Seeded."""
+    softmax of the output layer's input current; the class is the neuron with most spikes.
+
+    Seeded and counter-based like :class:`PoissonEncoder`: the network sets ``keys`` (:func:`image_keys` of
+    its input images) before each call, so the draws do not depend on the batch or the chunking. Without
+    ``keys`` (the readout used on its own) an image's key is its position in the batch.
+    """
 
     kind = "softmax"
+    keyed = True
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
         self.seed = int(seed)
-        self.generator: torch.Generator | None = None
-
-    def reset_state(self) -> None:
-        super().reset_state()
-        self.generator = None
+        self.keys: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.generator is None or self.generator.device != x.device:
-            self.generator = torch.Generator(device=x.device).manual_seed(self.seed)
         z = self._time_view(x)
         T, B, K = z.shape
-        p = torch.softmax(z.reshape(T * B, K).float(), dim=-1)
-        idx = torch.multinomial(p, 1, generator=self.generator).squeeze(1)
-        spikes = F.one_hot(idx, K).to(x.dtype).reshape(T, B, K)
+        keys = self.keys if self.keys is not None and self.keys.shape[0] == B else \
+            torch.arange(B, device=x.device, dtype=torch.int64)
+        u = counter_uniforms(keys.to(x.device), self.seed ^ 0x5F3759DF, self.elapsed, T, 1)  # [T, B, 1]
+        cdf = torch.softmax(z.float(), dim=-1).cumsum(-1)
+        idx = (cdf < u * cdf[..., -1:]).sum(-1).clamp(max=K - 1)  # inverse-CDF sampling
+        spikes = F.one_hot(idx, K).to(x.dtype)
         return self._accumulate(spikes)
 
 

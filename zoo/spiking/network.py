@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from zoo.spiking.layer import Readout
+from zoo.spiking.layer import Readout, image_keys
 from zoo.spiking.neuron import BaseNode
 
 
@@ -56,6 +56,11 @@ class SpikingNetwork(nn.Module):
         B = x.shape[0]
         limit = self.max_images_per_call
         n = steps if not limit else max(1, min(steps, limit // B))
+        keyed = [m for m in self.stateful_modules() if getattr(m, "keyed", False)]
+        if keyed:  # per-image keys for counter-based random draws (spiking softmax)
+            keys = image_keys(x)
+            for m in keyed:
+                m.keys = keys
         outs, done = [], 0
         while done < steps:
             k = min(n, steps - done)
