@@ -98,6 +98,20 @@ def test_dvc_plots_and_stages_cover_params():
     assert set(dvc["stages"]) >= {"prepare", "train", "export", "calibrate"}
 
 
+def test_convert_and_evaluate_stages_depend_on_the_code_that_makes_their_outputs():
+    """A change to the simulated neurons, encoders or readouts reruns the evaluations even when it leaves the
+    checkpoints byte-identical (the counter-based Poisson draws did: evaluate-* had skipped as unchanged)."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for z in params["zoos"]:
+        convert, evaluate = (set(dvc["stages"][f"{kind}-{z}"]["deps"]) for kind in ("convert", "evaluate"))
+        assert convert >= {"pipeline/convert.py", "zoo/conversion", "zoo/spiking"}, f"convert-{z}"
+        assert evaluate >= {"pipeline/evaluate.py", "zoo/simulation.py", "zoo/evaluation.py", "zoo/spiking",
+                            "zoo/serialization.py"}, f"evaluate-{z}"
+        for d in convert | evaluate:
+            assert "$" in d or (ROOT / d).exists(), f"dvc.yaml {z}: dependency {d} does not exist"
+
+
 def test_publish_stages_depend_on_every_packaged_model():
     """publish-<zoo> lists its models' folders by hand (DVC cannot expand a list into deps): they must be those
     of zoos.<zoo>.models, in a folder that does not overlap the stage's own outputs."""
