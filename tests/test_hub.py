@@ -665,6 +665,28 @@ def test_test_data_normalizes_as_the_pipeline_did(tmp_path):
 DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not (DEMO / "index.json").is_file(), reason="models/demo is not published")
+def test_cli_evaluate_over_two_ddp_processes_matches_one(tmp_path, monkeypatch):
+    """`zoo evaluate --devices 2` (Lightning DDP, 2 CPU processes) measures what one process does, and still
+    compares with the index: Poisson input (the counter-based draws do not depend on the shard; analog input
+    under DDP is tests/test_evaluation.py's)."""
+    monkeypatch.delenv("ZOO_REMOTE", raising=False)
+    monkeypatch.setenv("ZOO_INDEX", str(DEMO / "index.json"))
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    runner = CliRunner()
+    args = ["evaluate", "vgg-mini-digits", "-v", "cao2015", "-n", "101", "-t", "4,16", "--json"]
+    one, two = (runner.invoke(app, args + extra) for extra in ([], ["--devices", "2"]))
+    assert one.exit_code == 0 and two.exit_code == 0, (one.output, two.output)
+    one, two = json.loads(one.stdout), json.loads(two.stdout)
+    assert two["images"] == one["images"] == 101
+    for a, b in zip(one["rows"], two["rows"]):
+        assert (a["T"], a["accuracy"], a["index"], a["agrees"]) == (b["T"], b["accuracy"], b["index"], b["agrees"])
+        assert b["spikes_per_image"] == pytest.approx(a["spikes_per_image"], rel=1e-5)
+    bad = runner.invoke(app, ["evaluate", "vgg-mini-digits", "--devices", "0"])
+    assert bad.exit_code == 2 and "--devices" in bad.output and "greater than or equal to 1" in bad.output, bad.output
+
+
 def test_binomial_tolerance():
     assert hub.binomial_tolerance(0.5, 100) == pytest.approx(3 * 0.05 + 0.01)
     assert hub.binomial_tolerance(1.0, 10_000) == pytest.approx(3 * 1e-4 + 1e-4)  # a claim of 100 %: a margin
@@ -720,7 +742,8 @@ def test_cli_evaluate_remeasures_a_published_model(tmp_path, monkeypatch):
     assert acc["32"] + hub.binomial_tolerance(acc["32"], 360) > r["rows"][1]["accuracy"]
     hub.write_index(index, tmp_path / "index.json")
     assert runner.invoke(app, ["evaluate", "vgg-mini-digits", "-t", "32"]).exit_code == 1
-    # Poisson input is a random sample, even on the same images: binomial
+    # Poisson input: the index's spike trains may come from another generator (the full zoo's predate the
+    # counter-based draws), so a sample of them: binomial
     poisson = json.loads(runner.invoke(app, ["evaluate", "vgg-mini-digits", "--variant", "cao2015", "-t", "4",
                                              "--json"]).stdout)
     assert (poisson["same_images"], poisson["tolerance_kind"]) == (True, "binomial") and poisson["rows"][0]["agrees"]

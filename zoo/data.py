@@ -409,6 +409,22 @@ def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float], scale
         / torch.tensor(std, dtype=torch.float32, device=x.device).view(shape)
 
 
+class NormalizedDataset(Dataset):
+    """A map-style dataset: the ``(image, label)`` pairs of ``base`` with images as float32
+    ``(x / scale - mean) / std`` per channel. A module-level class, so DDP spawn can pickle it."""
+
+    def __init__(self, base, mean: Sequence[float], std: Sequence[float], scale: float = 1.0) -> None:
+        self.base, self.mean, self.std, self.scale = base, list(mean), list(std), float(scale)
+        self.classes = getattr(base, "classes", None)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        x, y = self.base[i]
+        return normalize(torch.as_tensor(x), self.mean, self.std, self.scale), int(y)
+
+
 # ------------------------------------------------------------------------------------------ loading back
 class PreparedData:
     """A prepared data directory (see :func:`prepare`).

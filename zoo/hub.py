@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import functools
 import hashlib
 import http.client
 import io
@@ -538,8 +537,12 @@ def replay_tolerance(n: int) -> float:
 
 def remeasure(name: str, variant: str | None = None, *, test_images: int | str | None = None,
               timesteps: list[int] | None = None, root: str | Path | None = None, batch_size: int = 256,
-              chunk: int | None = None, progress: bool = True) -> dict[str, Any]:
+              chunk: int | None = None, accelerator: str = "cpu", devices: int = 1,
+              progress: bool = True) -> dict[str, Any]:
     """Load a published model (:func:`load`), simulate it on its real test split and compare with its index.
+
+    ``accelerator``/``devices``: other than ``"cpu"``/1, the simulation runs under Lightning
+    (:func:`zoo.evaluation.evaluate_snn`, DDP over ``devices`` processes), with the same result.
 
     ``test_images``: None, the images the index was measured on (the pipeline's fixed seeded subset, or the
     whole split), so every claim is checked; ``"all"``, the whole test split, compared with the ANN's accuracy
@@ -588,7 +591,15 @@ def remeasure(name: str, variant: str | None = None, *, test_images: int | str |
         ann, ann_images = None, None
     snn = load(name, vname, index=index)
     replay = same and getattr(snn.encoder, "analog", False)
-    result = simulate(snn, eval_subset(test, n), ts, batch_size=batch_size, chunk=chunk, progress=progress)
+    if devices < 1:
+        raise ValueError(f"devices must be >= 1, got {devices}")
+    if accelerator == "cpu" and devices == 1:
+        result = simulate(snn, eval_subset(test, n), ts, batch_size=batch_size, chunk=chunk, progress=progress)
+    else:
+        from zoo.evaluation import evaluate_snn
+
+        result = evaluate_snn(snn, eval_subset(test, n), ts, batch_size=batch_size, chunk=chunk,
+                              accelerator=accelerator, devices=devices, progress=progress)
     rows = []
     for t in ts:
         acc, claim = float(result.accuracy[t]), claimed.get(t) if nested else None
@@ -606,31 +617,10 @@ def remeasure(name: str, variant: str | None = None, *, test_images: int | str |
 
 
 def NormalizedDataset(base, mean: list[float], std: list[float], scale: float = 1.0):
-    """A map-style ``torch.utils.data.Dataset``: ``(image, label)`` pairs of ``base`` with images as float32
-    ``(x / scale - mean) / std`` per channel (torch is imported on first use, not with :mod:`zoo.hub`)."""
-    return _normalized_class()(base, mean, std, scale)
+    """:class:`zoo.data.NormalizedDataset` (torch is imported on first use, not with :mod:`zoo.hub`)."""
+    from zoo.data import NormalizedDataset as _Normalized
 
-
-@functools.cache
-def _normalized_class():
-    import torch
-
-    from zoo.data import normalize
-
-    class _Normalized(torch.utils.data.Dataset):
-        def __init__(self, base, mean, std, scale) -> None:
-            self.base, self.mean, self.std, self.scale = base, list(mean), list(std), float(scale)
-            self.classes = getattr(base, "classes", None)
-
-        def __len__(self) -> int:
-            return len(self.base)
-
-        def __getitem__(self, i: int):
-            x, y = self.base[i]
-            return normalize(torch.as_tensor(x), self.mean, self.std, self.scale), int(y)
-
-    _Normalized.__name__ = _Normalized.__qualname__ = "NormalizedDataset"
-    return _Normalized
+    return _Normalized(base, mean, std, scale)
 
 
 # ----------------------------------------------------------------------------------------------- remote

@@ -147,6 +147,9 @@ def evaluate_cmd(
     data_root: Annotated[Optional[str], typer.Option(help="Data root (default $ZOO_DATA_DIR).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per simulator batch.")] = 256,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's).")] = None,
+    accelerator: Annotated[str, typer.Option(help="Lightning accelerator: cpu, gpu, auto, ...")] = "cpu",
+    devices: Annotated[int, typer.Option(min=1, help="Processes (GPUs) for Lightning DDP; results equal one "
+                                                     "process's.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Measure a published model again on its real test data and compare with its index (and its ANN)."""
@@ -159,7 +162,8 @@ def evaluate_cmd(
         torch.set_num_threads(threads)
     try:
         r = hub.remeasure(name, variant, test_images=_test_images(test_images), timesteps=_timesteps(timesteps),
-                          root=data_root, batch_size=batch_size, progress=not as_json)
+                          root=data_root, batch_size=batch_size, accelerator=accelerator, devices=devices,
+                          progress=not as_json)
     except (hub.HubError, DataNotFoundError, OSError, ValueError) as err:
         _fail(err)
     if as_json:
