@@ -344,3 +344,37 @@ def test_a_clone_that_pulls_from_a_dvc_remote_reruns_nothing(project, tmp_path):
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], clone, env).stdout)[""]["data"]
     f = "models/eval/demo/resnet-mini-digits/hu2018.json"
     assert metrics[f]["data"] == json.loads((repo / f).read_text())  # `dvc metrics show` from git alone
+
+
+def test_package_logs_committed_evaluations_to_an_empty_mlflow_store(project, tmp_path):
+    """A fresh clone rebuilds without a DVC cache: `dvc repro` retrains and reconverts (byte-identical), but skips
+    the evaluations committed with the lock, so its new MLflow store had no run to browse and `zoo best` failed.
+    The package stage logs each variant whose checkpoint has no run from its committed evaluation files."""
+    from mlflow.tracking import MlflowClient
+
+    repo, env = project["repo"], dict(project["env"])
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'fresh.db'}"
+    model = "vgg-mini-digits"
+    empty = run(["zoo", "best", model, "--at-T", "16"], repo, env, check=False)
+    assert empty.returncode != 0 and "no evaluated variants" in empty.stdout + empty.stderr
+    run([sys.executable, "pipeline/package.py", "demo", model], repo, env)
+    c = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    exp = c.get_experiment_by_name("snn-zoo")
+    children = c.search_runs([exp.experiment_id], filter_string="tags.zoo_kind != 'model'")
+    variants = yaml.safe_load((repo / "params.yaml").read_text())["zoos"]["demo"]["variants"]
+    assert sorted(r.data.tags["zoo_variant"] for r in children) == sorted(variants)
+    for r in children:
+        v = r.data.tags["zoo_variant"]
+        committed = json.loads((repo / f"models/eval/demo/{model}/{v}.json").read_text())
+        assert r.data.tags["zoo_restored_from"] == f"models/eval/demo/{model}/{v}.json"
+        assert {int(k[len("accuracy_T"):]): x for k, x in r.data.metrics.items() if k.startswith("accuracy_T")} \
+            == {int(t): a for t, a in committed["accuracy"].items()}
+        arts = {a.path for a in c.list_artifacts(r.info.run_id, "plots")}
+        assert f"plots/{v}-accuracy.png" in arts
+    best = run(["zoo", "best", model, "--at-T", "16"], repo, env).stdout
+    entry = json.loads((repo / f"models/demo/{model}/entry.json").read_text())
+    top = entry["variants"][entry["default_variant"]]["accuracy"]["16"]  # the default: the best at T=16
+    assert f"best variant of {model} at T=16: " in best and f"(accuracy {top:.4f}," in best, best
+    assert entry["mlflow"]["variant"] == entry["default_variant"]  # the champion registered in the new store
+    run([sys.executable, "pipeline/package.py", "demo", model], repo, env)  # a second package logs nothing new
+    assert len(c.search_runs([exp.experiment_id], filter_string="tags.zoo_kind != 'model'")) == len(variants)

@@ -206,29 +206,42 @@ def evaluate(p: Params, model: str, variant: str) -> None:
                     f"{result.synops_per_image[t]:.2f}", f"{result.energy_ratio[t]:.6f}"])
     with atomic_path(out / f"{variant}.csv") as tmp:
         tmp.write_text(buf.getvalue())
-    artifacts = [out / f"{variant}.json", out / f"{variant}.csv"]
     plots = out / f"{variant}-plots"
     plots.mkdir(exist_ok=True)
-    artifacts.append(plot_accuracy({variant: result}, plots / f"{variant}-accuracy.png", result.ann_accuracy,
-                                   title=f"{model} / {variant}"))
+    for old in plots.glob(f"{variant}-*"):  # a direct run (not dvc repro) may leave files of another setting
+        old.unlink()
+    plot_accuracy({variant: result}, plots / f"{variant}-accuracy.png", result.ann_accuracy, title=f"{model} / {variant}")
     if ev.diagnostics:  # per-layer SNN rate vs ANN activation, on the first batch
         diag = simulate(snn, test, [max(ev.timesteps)], batch_size=min(ev.batch_size, 64), max_batches=1,
                         diagnostics=True, chunk=ev.chunk, progress=False, count_ops=False)
         write_json(plots / f"{variant}-correlation.json", diag.correlation)
-        artifacts += [plots / f"{variant}-correlation.json",
-                      plot_correlation(diag, plots / f"{variant}-correlation.png")]
+        plot_correlation(diag, plots / f"{variant}-correlation.png")
+    log_evaluation(p, zoo, model, variant)
+    log.info("%s/%s: %s", model, variant, {t: round(a, 4) for t, a in result.accuracy.items()})
+
+
+def log_evaluation(p: Params, zoo: str, model: str, variant: str, restored: bool = False) -> str:
+    """Log the evaluate stage's result for one variant (``models/eval/<zoo>/<model>/<variant>.json``, its table
+    and plots, the checkpoint and its recipe) as an MLflow child run; returns the run id. ``restored``: the
+    result was committed by an earlier ``dvc repro`` and this store has no run of it (a fresh clone)."""
     from zoo.tracking import log_variant
 
+    m = p.models[model]
+    ckpt, out = snn_file(zoo, model, variant), eval_dir(zoo, model)
+    metrics = json.loads((out / f"{variant}.json").read_text())
+    plots = out / f"{variant}-plots"
+    artifacts = [out / f"{variant}.json", out / f"{variant}.csv"] + [
+        plots / f"{variant}-{kind}" for kind in ("accuracy.png", "correlation.json", "correlation.png")
+        if (plots / f"{variant}-{kind}").is_file()]
     recipe = json.loads(ckpt.with_suffix(".json").read_text())["recipe"]
-    meta = _meta(model)
-    log_variant(_tracking_uri(p), p.tracking.experiment, model=model, variant=variant,
-                ann_sha256=meta.get("model_sha256", "unknown"), recipe=recipe, result=metrics,
-                artifacts=artifacts, checkpoint=ckpt,
-                tags={"dvc_stage": f"evaluate-{zoo}@{model}-{variant}", "snn_sha256": sha256_file(ckpt),
-                      "dvc_lock_md5": _lock_md5(f"convert-{zoo}@{model}-{variant}", ckpt),
-                      "arch": m.arch, "dataset": m.dataset},
-                parent_tags={"arch": m.arch, "dataset": m.dataset, "zoo": zoo})
-    log.info("%s/%s: %s", model, variant, {t: round(a, 4) for t, a in result.accuracy.items()})
+    tags = {"dvc_stage": f"evaluate-{zoo}@{model}-{variant}", "snn_sha256": sha256_file(ckpt),
+            "dvc_lock_md5": _lock_md5(f"convert-{zoo}@{model}-{variant}", ckpt), "arch": m.arch, "dataset": m.dataset}
+    if restored:
+        tags["zoo_restored_from"] = str(out / f"{variant}.json")
+    return log_variant(_tracking_uri(p), p.tracking.experiment, model=model, variant=variant,
+                       ann_sha256=_meta(model).get("model_sha256", "unknown"), recipe=recipe, result=metrics,
+                       artifacts=artifacts, checkpoint=ckpt, tags=tags,
+                       parent_tags={"arch": m.arch, "dataset": m.dataset, "zoo": zoo})
 
 
 ENTRY = "entry.json"  # a packaged model's index entry, beside its checkpoints and card
@@ -310,6 +323,11 @@ def package(p: Params, zoo: str, model: str) -> None:
     entry["evaluation"] = {"test_images": ev["images"], "test_split_images": ev.get("test_split_images"),
                            "ann_accuracy": ev["ann_accuracy"]}
     uri = _tracking_uri(p)
+    for variant in z.variants:  # dvc repro skipped evaluations committed with the lock: log them from their files
+        sha = sha256_file(snn_file(zoo, model, variant))
+        if latest_run(uri, p.tracking.experiment, {"zoo_model": model, "zoo_variant": variant, "snn_sha256": sha}) is None:
+            log_evaluation(p, zoo, model, variant, restored=True)
+            log.info("%s/%s: no MLflow run of this checkpoint here; logged its committed evaluation", model, variant)
     if p.publish.registry:  # the champion is the index's default variant: the run of this very checkpoint
         run = latest_run(uri, p.tracking.experiment, {"zoo_model": model, "zoo_variant": default,
                                                       "snn_sha256": entry["variants"][default]["sha256"]})
