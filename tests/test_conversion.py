@@ -19,7 +19,7 @@ from zoo.conversion import ActivationStats, ConversionError, VariantError, calib
 from zoo.conversion.calibration import ActivationObserver
 from zoo.conversion.graph import act_points
 from zoo.simulation import rate_model
-from zoo.spiking import Scale
+from zoo.spiking import DRAWS, Scale
 
 from conftest import accuracy, assert_spiking_types
 
@@ -527,6 +527,13 @@ def test_random_draws_do_not_depend_on_batch_size_or_chunk(variant, overrides, d
     with torch.no_grad():
         assert torch.equal(snn.run(xte[:16], 32), snn.run(xte[:16], 32))
         assert not torch.equal(other.run(xte[:16], 32), snn.run(xte[:16], 32))  # another seed, other draws
+    assert snn.draws == DRAWS  # what the evaluate stage records, so zoo evaluate may replay it
+
+
+def test_a_network_without_random_draws_says_so(digits_cnn, digits):
+    """Analog input with a membrane readout draws nothing: ``draws`` is None (deterministic figures)."""
+    xtr = digits[0]
+    assert zoo.convert(digits_cnn, xtr[:256], "rueckauer2017", progress=False).draws is None
 
 
 # -------------------------------------------------------------------------------------- checkpoints

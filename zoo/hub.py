@@ -193,6 +193,7 @@ def _validate_variant(var: Any, where: str) -> None:
         _check_type(var, key, where, ("number",))
     _check_type(var, "test_images", where, (int,))
     _check_type(var, "recipe", where, (dict,))
+    _check_type(var, "draws", where, (str,))
 
 
 def _validate_entry(name: Any, entry: Any, where: str) -> None:
@@ -550,8 +551,10 @@ def remeasure(name: str, variant: str | None = None, *, test_images: int | str |
     subsets are nested (the first n images of one seeded permutation), so up to the index's number of images
     a subset is part of the index's images and its claims are compared within the binomial tolerance of the
     smaller number: a quick check of a model measured on the whole split. On exactly the index's images an
-    analog-input SNN is deterministic, so its claims must be replayed within :func:`replay_tolerance`
-    (a few images); Poisson input is a random sample, compared within the binomial tolerance.
+    SNN is deterministic where it draws no random numbers (analog input, no spiking softmax) or draws them as
+    the index's figures were drawn (the variant's ``draws`` is :data:`zoo.spiking.layer.DRAWS`: counter-based,
+    a function of the seed and the image), so its claims must be replayed within :func:`replay_tolerance` (a
+    few images); other stochastic figures are a random sample, compared within the binomial tolerance.
     ``timesteps``: default the index's. Returns ``model``, ``variant``, ``images``, ``split_images``,
     ``index_images`` (the number the index was measured on), ``same_images`` (exactly the index's images),
     ``subset_of_index`` (the index's images or some of them: its claims are compared), ``ann_accuracy`` and
@@ -590,7 +593,9 @@ def remeasure(name: str, variant: str | None = None, *, test_images: int | str |
     else:
         ann, ann_images = None, None
     snn = load(name, vname, index=index)
-    replay = same and getattr(snn.encoder, "analog", False)
+    # the same images replay deterministically: an SNN without random draws, or one whose figures were drawn as
+    # this code draws them (an index without "draws" predates the counter-based draws: a sample, binomial)
+    replay = same and (snn.draws is None or var.get("draws") == snn.draws)
     if devices < 1:
         raise ValueError(f"devices must be >= 1, got {devices}")
     if accelerator == "cpu" and devices == 1:

@@ -196,6 +196,7 @@ def evaluate(p: Params, model: str, variant: str) -> None:
         "synops_per_image": {str(t): s for t, s in result.synops_per_image.items()},
         "ann_macs_per_image": result.ann_macs_per_image, "energy_constants_pJ": result.constants,
         "layer_rates": result.layer_rates, "seconds": round(seconds, 2), "devices": ev.devices,
+        "draws": snn.draws,  # the random draws behind these figures (None: deterministic), for zoo evaluate
     }
     write_json(out / f"{variant}.json", metrics)
     buf = io.StringIO()
@@ -311,6 +312,8 @@ def package(p: Params, zoo: str, model: str) -> None:
             "spikes_per_image": ev["spikes_per_image"][max(ev["spikes_per_image"], key=int)],
             "synops_per_image": ev["synops_per_image"][max(ev["synops_per_image"], key=int)],
             "test_images": ev["images"], "recipe": recipe}
+        if ev.get("draws"):  # a stochastic SNN: which draws made these figures (zoo.spiking.layer.DRAWS)
+            var["draws"] = ev["draws"]
         if variant in published:
             dst = out / f"{variant}.safetensors"
             with atomic_path(dst) as tmp:

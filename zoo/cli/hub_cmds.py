@@ -188,7 +188,7 @@ def evaluate_cmd(
         typer.echo(f"within 1 pp of the ANN from T={r['within_1pp_from']}" if r["within_1pp_from"] else
                    "not within 1 pp of the ANN at any T evaluated")
     if any(row["agrees"] is False for row in r["rows"]):
-        why = ("the replay tolerance (the index's own images: an analog-input SNN is deterministic, only a few "
+        why = ("the replay tolerance (the index's own images, simulated as the index's figures were: only a few "
                "near-tied images may flip between CPUs)" if r["tolerance_kind"] == "replay" else
                "the binomial tolerance")
         typer.echo(f"error: measured accuracy differs from the index beyond {why}", err=True)

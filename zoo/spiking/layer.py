@@ -147,6 +147,13 @@ def counter_uniforms(keys: Tensor, seed: int, first_step: int, steps: int, n: in
     return torch.stack(out)
 
 
+#: Which random draws the stochastic layers (Poisson input, spiking softmax) make: :func:`counter_uniforms`
+#: with :func:`image_keys`, version 1. The evaluate stage records it beside every figure it measures
+#: (``SpikingNetwork.draws``), so ``zoo evaluate`` replays a stochastic SNN's figure on its own images only
+#: where it was drawn the same way. Change it whenever the draws for a given seed and image change.
+DRAWS = "counter-lowbias32/1"
+
+
 class PoissonEncoder(_Stateful):
     """Poisson rate coding (Cao et al. 2015): at each step a spike with probability ``c*|x|``, sign kept.
 
@@ -159,6 +166,7 @@ class PoissonEncoder(_Stateful):
     """
 
     analog = False
+    stochastic = True  # draws random numbers (see DRAWS)
 
     def __init__(self, rate: float = 1.0, seed: int = 0) -> None:
         super().__init__()
@@ -253,6 +261,7 @@ class SoftmaxReadout(Readout):
 
     kind = "softmax"
     keyed = True
+    stochastic = True  # draws random numbers (see DRAWS)
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
@@ -264,6 +273,7 @@ class SoftmaxReadout(Readout):
         T, B, K = z.shape
         keys = self.keys if self.keys is not None and self.keys.shape[0] == B else \
             torch.arange(B, device=x.device, dtype=torch.int64)
+        # salted seed: with the encoder's seed a Poisson net's output draws would be its first pixel's draws
         u = counter_uniforms(keys.to(x.device), self.seed ^ 0x5F3759DF, self.elapsed, T, 1)  # [T, B, 1]
         cdf = torch.softmax(z.float(), dim=-1).cumsum(-1)
         idx = (cdf < u * cdf[..., -1:]).sum(-1).clamp(max=K - 1)  # inverse-CDF sampling

@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from zoo.spiking.layer import Readout, image_keys
+from zoo.spiking.layer import DRAWS, Readout, image_keys
 from zoo.spiking.neuron import BaseNode
 
 
@@ -94,6 +94,12 @@ class SpikingNetwork(nn.Module):
         finally:
             for n in nodes.values():
                 n.record = False
+
+    @property
+    def draws(self) -> str | None:
+        """:data:`zoo.spiking.layer.DRAWS` where a part of the network draws random numbers (Poisson input,
+        spiking softmax), else None: its outputs are then a function of its weights and its images alone."""
+        return DRAWS if any(getattr(m, "stochastic", False) for m in self.modules()) else None
 
     @property
     def timesteps(self) -> list[int]:
