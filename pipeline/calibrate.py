@@ -1,4 +1,4 @@
-"""DVC stage `calibrate` (see dvc.yaml); the logic is zoo.stages.calibrate."""
+"""DVC stage `calibrate` (see dvc.yaml); the logic is zoo/stages/calibrate.py."""
 import sys
 
 from zoo.stages import main

@@ -1,4 +1,4 @@
-"""DVC stage `convert` (see dvc.yaml); the logic is zoo.stages.convert."""
+"""DVC stage `convert` (see dvc.yaml); the logic is zoo/stages/convert.py."""
 import sys
 
 from zoo.stages import main

@@ -1,4 +1,4 @@
-"""DVC stage `evaluate` (see dvc.yaml); the logic is zoo.stages.evaluate."""
+"""DVC stage `evaluate` (see dvc.yaml); the logic is zoo/stages/evaluate.py."""
 import sys
 
 from zoo.stages import main

@@ -1,4 +1,4 @@
-"""DVC stage `export` (see dvc.yaml); the logic is zoo.stages.export."""
+"""DVC stage `export` (see dvc.yaml); the logic is zoo/stages/export.py."""
 import sys
 
 from zoo.stages import main

@@ -1,4 +1,4 @@
-"""DVC stage `package` (see dvc.yaml); the logic is zoo.stages.package."""
+"""DVC stage `package` (see dvc.yaml); the logic is zoo/stages/package.py."""
 import sys
 
 from zoo.stages import main

@@ -1,4 +1,4 @@
-"""DVC stage `prepare` (see dvc.yaml); the logic is zoo.stages.prepare."""
+"""DVC stage `prepare` (see dvc.yaml); the logic is zoo/stages/prepare.py."""
 import sys
 
 from zoo.stages import main

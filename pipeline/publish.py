@@ -1,4 +1,4 @@
-"""DVC stage `publish` (see dvc.yaml); the logic is zoo.stages.publish."""
+"""DVC stage `publish` (see dvc.yaml); the logic is zoo/stages/publish.py."""
 import sys
 
 from zoo.stages import main

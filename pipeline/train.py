@@ -1,4 +1,4 @@
-"""DVC stage `train` (see dvc.yaml); the logic is zoo.stages.train."""
+"""DVC stage `train` (see dvc.yaml); the logic is zoo/stages/train.py."""
 import sys
 
 from zoo.stages import main

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 import time
@@ -110,6 +111,31 @@ def test_convert_and_evaluate_stages_depend_on_the_code_that_makes_their_outputs
                             "zoo/serialization.py"}, f"evaluate-{z}"
         for d in convert | evaluate:
             assert "$" in d or (ROOT / d).exists(), f"dvc.yaml {z}: dependency {d} does not exist"
+
+
+def test_every_stage_depends_on_its_own_logic():
+    """Stage <s> runs zoo/stages/<s>.py: it, the zoo.stages modules it imports (transitively) and the shared
+    paths (zoo/stages/common.py) are deps of the stage, so a change to one stage's logic reruns that stage
+    (when all stages lived in one zoo/stages.py, a dep of none, an edit to one reran nothing)."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+    def closure(mod: str, seen: set[str]) -> set[str]:
+        seen.add(mod)
+        src = (ROOT / "zoo" / "stages" / f"{mod}.py").read_text()
+        for dep in re.findall(r"^from zoo\.stages\.(\w+) import", src, re.M):
+            if dep not in seen:
+                closure(dep, seen)
+        return seen
+
+    kinds = set()
+    for name, stage in dvc["stages"].items():
+        body = stage.get("do", stage)
+        kind = re.fullmatch(r"python pipeline/(\w+)\.py .*", body["cmd"]).group(1)
+        kinds.add(kind)
+        want = {f"pipeline/{kind}.py", "zoo/stages/common.py"} | {f"zoo/stages/{m}.py" for m in closure(kind, set())}
+        assert want <= set(body["deps"]), f"dvc.yaml {name}: missing deps {sorted(want - set(body['deps']))}"
+    modules = {f.stem for f in (ROOT / "zoo" / "stages").glob("*.py")} - {"__init__", "common", "runs"}
+    assert kinds == modules, "every zoo/stages/<stage>.py is a stage of dvc.yaml and the other way round"
 
 
 def test_publish_stages_depend_on_every_packaged_model():

@@ -220,8 +220,10 @@ def test_default_only_publishes_one_checkpoint_and_the_budget_is_enforced(projec
     """zoos.<zoo>.default_only: the index keeps every variant's figures, only the default variant has a file;
     a zoo over max_mib is refused before anything is written."""
     import zoo
-    from zoo import hub, stages
+    from zoo import hub
     from zoo.config import load_params
+    from zoo.stages.package import package
+    from zoo.stages.publish import publish
 
     repo = project["repo"]
     monkeypatch.chdir(repo)
@@ -231,8 +233,8 @@ def test_default_only_publishes_one_checkpoint_and_the_budget_is_enforced(projec
     p = p.model_copy(update={"zoos": {**p.zoos, "demo": demo},
                              "publish": p.publish.model_copy(update={"registry": False})})
     for m in demo.models:
-        stages.package(p, "demo", m)
-    stages.publish(p, "demo")
+        package(p, "demo", m)
+    publish(p, "demo")
     index = json.loads((out / "index.json").read_text())
     entry = index["models"]["resnet-mini-digits"]
     default = entry["default_variant"]
@@ -258,13 +260,13 @@ def test_default_only_publishes_one_checkpoint_and_the_budget_is_enforced(projec
     tight = demo.model_copy(update={"dir": str(tmp_path / "over"), "max_mib": (total - 1) / 2**20})
     pt = p.model_copy(update={"zoos": {**p.zoos, "demo": tight}})
     for m in demo.models:
-        stages.package(pt, "demo", m)
+        package(pt, "demo", m)
     with pytest.raises(ValueError, match=r"zoos\.demo\.max_mib.*vgg-mini-digits.*Fix: add the largest models"):
-        stages.publish(pt, "demo")
+        publish(pt, "demo")
     assert not (tmp_path / "over" / "index.json").exists()
     tighter = demo.model_copy(update={"dir": str(tmp_path / "over2"), "max_mib": (vgg - 1) / 2**20})
     with pytest.raises(ValueError, match=r"vgg-mini-digits.*max_mib.*Fix: add vgg-mini-digits to zoos\.demo"):
-        stages.package(p.model_copy(update={"zoos": {**p.zoos, "demo": tighter}}), "demo", "vgg-mini-digits")
+        package(p.model_copy(update={"zoos": {**p.zoos, "demo": tighter}}), "demo", "vgg-mini-digits")
     assert not (tmp_path / "over2").exists()
 
 

@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from zoo.stages import _lock_md5
+from zoo.stages.runs import lock_md5
 from zoo.tracking import client, experiment_id, register_champion, set_run_tags
 
 
@@ -17,7 +17,7 @@ def _lock(tmp_path, out_md5: str) -> dict:
     return entry
 
 
-def test_lock_md5_counts_only_an_entry_that_describes_the_file(tmp_path, monkeypatch):
+def testlock_md5_counts_only_an_entry_that_describes_the_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ckpt = tmp_path / "models/snn/full/m/v.safetensors"
     ckpt.parent.mkdir(parents=True)
@@ -25,15 +25,15 @@ def test_lock_md5_counts_only_an_entry_that_describes_the_file(tmp_path, monkeyp
     entry = _lock(tmp_path, hashlib.md5(b"first").hexdigest())
     expected = hashlib.md5(json.dumps(entry, sort_keys=True).encode()).hexdigest()
     rel = ckpt.relative_to(tmp_path)
-    assert _lock_md5("convert-full@m-v", rel) == expected
-    assert _lock_md5("convert-full@m-v") == expected  # without a file: the entry as it is
+    assert lock_md5("convert-full@m-v", rel) == expected
+    assert lock_md5("convert-full@m-v") == expected  # without a file: the entry as it is
     ckpt.write_bytes(b"second")  # the stage was rerun outside DVC: the entry is the previous run's
-    assert _lock_md5("convert-full@m-v", rel) == "none"
-    assert _lock_md5("convert-full@other-v", rel) == "none"
+    assert lock_md5("convert-full@m-v", rel) == "none"
+    assert lock_md5("convert-full@other-v", rel) == "none"
     ckpt.unlink()
-    assert _lock_md5("convert-full@m-v", rel) == "none"
+    assert lock_md5("convert-full@m-v", rel) == "none"
     (tmp_path / "dvc.lock").write_text(": not yaml [")
-    assert _lock_md5("convert-full@m-v") == "none"
+    assert lock_md5("convert-full@m-v") == "none"
 
 
 def test_set_run_tags_changes_only_matching_runs(tmp_path):
@@ -43,13 +43,13 @@ def test_set_run_tags_changes_only_matching_runs(tmp_path):
     ids = {}
     for name, sha in [("a", "1" * 64), ("b", "2" * 64)]:
         ids[name] = c.create_run(exp, tags={"zoo_model": "m", "zoo_variant": "v", "snn_sha256": sha,
-                                            "dvc_lock_md5": "none"}).info.run_id
+                                            "dvclock_md5": "none"}).info.run_id
     match = {"zoo_model": "m", "zoo_variant": "v", "snn_sha256": "1" * 64}
-    assert set_run_tags(uri, "snn-zoo", match, {"dvc_lock_md5": "f" * 32}) == 1
-    assert c.get_run(ids["a"]).data.tags["dvc_lock_md5"] == "f" * 32
-    assert c.get_run(ids["b"]).data.tags["dvc_lock_md5"] == "none"
-    assert set_run_tags(uri, "snn-zoo", match, {"dvc_lock_md5": "f" * 32}) == 0  # already tagged
-    assert set_run_tags(uri, "no-such-experiment", match, {"dvc_lock_md5": "f" * 32}) == 0
+    assert set_run_tags(uri, "snn-zoo", match, {"dvclock_md5": "f" * 32}) == 1
+    assert c.get_run(ids["a"]).data.tags["dvclock_md5"] == "f" * 32
+    assert c.get_run(ids["b"]).data.tags["dvclock_md5"] == "none"
+    assert set_run_tags(uri, "snn-zoo", match, {"dvclock_md5": "f" * 32}) == 0  # already tagged
+    assert set_run_tags(uri, "no-such-experiment", match, {"dvclock_md5": "f" * 32}) == 0
 
 
 def test_register_champion_reuses_the_version_of_a_registered_run(tmp_path):

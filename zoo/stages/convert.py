@@ -1,0 +1,36 @@
+"""Stage ``convert-<zoo>@<model>-<variant>``: the ANN to an SNN checkpoint by one variant's recipe."""
+from __future__ import annotations
+
+from zoo.config import Params
+from zoo.stages.common import calib_file, data_dir, read_meta, snn_file, train_dir
+from zoo.utils import sha256_file, write_json
+
+
+def convert(p: Params, model: str, variant: str) -> None:
+    import torch
+
+    from zoo.conversion.calibration import ActivationStats
+    from zoo.conversion.converter import convert as convert_model
+    from zoo.data import PreparedData
+    from zoo.serialization import read_config, save_snn
+    from zoo.training import load_trained
+
+    m = p.models[model]
+    zoo = p.zoo_of(model)
+    meta = read_meta(model)
+    ann = load_trained(train_dir(model))
+    data = PreparedData(data_dir(m.dataset))
+    recipe = p.recipe(variant)
+    calib = torch.stack([data.calibration[i][0] for i in range(min(256, len(data.calibration)))])
+    config = {"arch": meta["arch"], "arch_kwargs": meta["arch_kwargs"], "model": model, "dataset": m.dataset,
+              "classes": data.classes, "preprocess": {"mean": data.mean, "std": data.std},
+              "ann_sha256": meta.get("model_sha256")}
+    snn = convert_model(ann, calib, recipe, stats=ActivationStats.load(calib_file(model)), config=config,
+                        progress=False)
+    out = snn_file(zoo, model, variant)
+    # a variant whose values overflow the zoo's dtype (model-based bounds in float16) is stored in float32
+    save_snn(snn, out, dtype=getattr(torch, p.zoos[zoo].dtype), dtype_fallback=torch.float32)
+    thresholds = {n: float(m_.threshold.max()) for n, m_ in snn.neurons().items()}
+    write_json(out.with_suffix(".json"), {**snn.config, "dtype": read_config(out)["dtype"],
+                                          "max_threshold_per_layer": thresholds,
+                                          "checkpoint_sha256": sha256_file(out)})
