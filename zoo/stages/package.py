@@ -99,7 +99,7 @@ def package(p: Params, zoo: str, model: str) -> None:
     for variant in z.variants:  # dvc repro skipped evaluations committed with the lock: log them from their files
         sha = sha256_file(snn_file(zoo, model, variant))
         if latest_run(uri, p.tracking.experiment, {"zoo_model": model, "zoo_variant": variant, "snn_sha256": sha}) is None:
-            log_evaluation(p, zoo, model, variant, restored=True)
+            log_evaluation(p, zoo, model, variant, restored=True, snn_sha256=sha)
             log.info("%s/%s: no MLflow run of this checkpoint here; logged its committed evaluation", model, variant)
     if p.publish.registry:  # the champion is the index's default variant: the run of this very checkpoint
         run = latest_run(uri, p.tracking.experiment, {"zoo_model": model, "zoo_variant": default,

@@ -10,10 +10,12 @@ from zoo.stages.common import eval_dir, read_meta, snn_file, tracking_uri
 from zoo.utils import sha256_file
 
 
-def log_evaluation(p: Params, zoo: str, model: str, variant: str, restored: bool = False) -> str:
+def log_evaluation(p: Params, zoo: str, model: str, variant: str, restored: bool = False,
+                   snn_sha256: str | None = None) -> str:
     """Log the evaluate stage's result for one variant (``models/eval/<zoo>/<model>/<variant>.json``, its table
     and plots, the checkpoint and its recipe) as an MLflow child run; returns the run id. ``restored``: the
-    result was committed by an earlier ``dvc repro`` and this store has no run of it (a fresh clone)."""
+    result was committed by an earlier ``dvc repro`` and this store has no run of it (a fresh clone).
+    ``snn_sha256``: the checkpoint's sha256, when the caller has it (else it is hashed here)."""
     from zoo.tracking import log_variant
 
     m = p.models[model]
@@ -24,7 +26,7 @@ def log_evaluation(p: Params, zoo: str, model: str, variant: str, restored: bool
         plots / f"{variant}-{kind}" for kind in ("accuracy.png", "correlation.json", "correlation.png")
         if (plots / f"{variant}-{kind}").is_file()]
     recipe = json.loads(ckpt.with_suffix(".json").read_text())["recipe"]
-    tags = {"dvc_stage": f"evaluate-{zoo}@{model}-{variant}", "snn_sha256": sha256_file(ckpt),
+    tags = {"dvc_stage": f"evaluate-{zoo}@{model}-{variant}", "snn_sha256": snn_sha256 or sha256_file(ckpt),
             "dvc_lock_md5": lock_md5(f"convert-{zoo}@{model}-{variant}", ckpt), "arch": m.arch, "dataset": m.dataset}
     if restored:
         tags["zoo_restored_from"] = str(out / f"{variant}.json")
