@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from zoo import hub
 from zoo.cli import app
+from zoo.spiking import DRAWS
 
 
 # ------------------------------------------------------------------------------------------- fixtures
@@ -742,11 +743,21 @@ def test_cli_evaluate_remeasures_a_published_model(tmp_path, monkeypatch):
     assert acc["32"] + hub.binomial_tolerance(acc["32"], 360) > r["rows"][1]["accuracy"]
     hub.write_index(index, tmp_path / "index.json")
     assert runner.invoke(app, ["evaluate", "vgg-mini-digits", "-t", "32"]).exit_code == 1
-    # Poisson input: the index's spike trains may come from another generator (the full zoo's predate the
-    # counter-based draws), so a sample of them: binomial
+    # Poisson input drawn as this code draws (the index's "draws"): deterministic on the index's images, a replay
+    cao = index["models"]["vgg-mini-digits"]["variants"]["cao2015"]
+    assert cao["draws"] == DRAWS
     poisson = json.loads(runner.invoke(app, ["evaluate", "vgg-mini-digits", "--variant", "cao2015", "-t", "4",
                                              "--json"]).stdout)
-    assert (poisson["same_images"], poisson["tolerance_kind"]) == (True, "binomial") and poisson["rows"][0]["agrees"]
+    assert (poisson["same_images"], poisson["tolerance_kind"]) == (True, "replay") and poisson["rows"][0]["agrees"]
+    # figures from other draws (no "draws": the full zoo's predate the counter-based ones) are a sample: binomial
+    for other in ({}, {"draws": "some-older-generator"}):
+        cao.pop("draws")
+        cao.update(other)
+        hub.write_index(index, tmp_path / "index.json")
+        poisson = json.loads(runner.invoke(app, ["evaluate", "vgg-mini-digits", "--variant", "cao2015", "-t", "4",
+                                                 "--json"]).stdout)
+        assert poisson["tolerance_kind"] == "binomial" and poisson["rows"][0]["agrees"], (other, poisson)
+        cao["draws"] = DRAWS
     # an index measured on a subset: `-n all` compares with the ANN on the whole split, not with the claims
     e = index["models"]["vgg-mini-digits"]
     e["evaluation"].update(test_images=100, ann_accuracy=0.25)
