@@ -161,7 +161,7 @@ def _fanout_and_macs(m: nn.Module, x1: Tensor) -> tuple[Tensor, float]:
     """
     x1 = x1[:1].float()
     if isinstance(m, nn.Linear):
-        fan = torch.full(tuple(x1.shape[1:]), float(m.out_features))
+        fan = torch.full(tuple(x1.shape[1:]), float(m.out_features), device=x1.device)
     else:
         ones = torch.ones_like(m.weight, dtype=torch.float32)
         conv = F.conv2d if isinstance(m, nn.Conv2d) else F.conv1d

@@ -57,8 +57,8 @@ class ActivationObserver:
         bmax = vals.max(dim=1).values.clamp(min=0)
         if self.max is None:
             self.max = bmax.clone()
-            self.range = torch.zeros(C)
-            self.hist = torch.zeros(C, self.bins, dtype=torch.float64)
+            self.range = torch.zeros(C, device=y.device)  # the state lives where the activations are
+            self.hist = torch.zeros(C, self.bins, dtype=torch.float64, device=y.device)
         else:
             self.max = torch.maximum(self.max, bmax)
         need = self.max > self.range
@@ -71,8 +71,8 @@ class ActivationObserver:
         pos = vals > 0
         rng = self.range.clamp(min=1e-30).unsqueeze(1)
         idx = (vals / rng * self.bins).long().clamp(0, self.bins - 1)
-        idx = idx + torch.arange(C).unsqueeze(1) * self.bins
-        self.hist.view(-1).index_add_(0, idx[pos], torch.ones(int(pos.sum()), dtype=torch.float64))
+        idx = idx + torch.arange(C, device=y.device).unsqueeze(1) * self.bins
+        self.hist.view(-1).index_add_(0, idx[pos], torch.ones(int(pos.sum()), dtype=torch.float64, device=y.device))
 
     def state_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.max, self.range, self.hist) if t is not None)
@@ -114,7 +114,7 @@ class LayerStats:
             return torch.tensor(0.0)
         cum = hist.cumsum(0)
         target = p / 100.0 * total
-        i = int(torch.searchsorted(cum, torch.tensor(target, dtype=cum.dtype)).clamp(max=len(hist) - 1))
+        i = int(torch.searchsorted(cum, float(target)).clamp(max=len(hist) - 1))
         prev = float(cum[i - 1]) if i > 0 else 0.0
         frac = (target - prev) / max(float(hist[i]), 1e-12)
         width = R / len(hist)
@@ -203,7 +203,9 @@ def calibrate(canonical: nn.Module, data, *, bins: int = DEFAULT_BINS, max_batch
             p.observer = None
     if all(o.max is None for o in observers.values()):
         raise ValueError("calibration data is empty: pass a DataLoader, Dataset or tensor with images")
-    return ActivationStats({n: LayerStats(o.max, o.range, o.hist, o.count) for n, o in observers.items()})
+    # statistics are returned on the CPU, whatever device ran the model
+    return ActivationStats({n: LayerStats(o.max.cpu(), o.range.cpu(), o.hist.cpu(), o.count) if o.max is not None
+                            else LayerStats(o.max, o.range, o.hist, o.count) for n, o in observers.items()})
 
 
 __all__ = ["ActivationObserver", "LayerStats", "ActivationStats", "calibrate", "iterate_inputs"]

@@ -119,9 +119,12 @@ def convert(model: nn.Module, calibration_data=None, variant: str | Recipe = "ru
         variant: a registered variant name (see :func:`zoo.variants`) or a :class:`Recipe`.
         stats: precomputed :class:`ActivationStats` (e.g. from the pipeline's calibrate stage).
         **overrides: recipe fields to override, e.g. ``percentile=99.99, channel_wise=True``.
+
+    The conversion (calibration included) runs on a CPU copy of ``model``, and the SNN comes back on the CPU:
+    move it with ``snn.to(device)`` or let :func:`zoo.simulate` (``device=``) do it.
     """
     recipe = get_variant(variant, **overrides)
-    canonical = canonicalize(model)
+    canonical = canonicalize(model).cpu()  # a copy: conversion runs on the CPU, whatever device the model is on
     if input_shape is None:
         if calibration_data is None:
             raise ValueError("pass calibration_data or input_shape")

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.spiking.neuron import IFNode, _channel_view
+from zoo.spiking.neuron import IFNode, _apply_to_state, _channel_view
 
 
 class Scale(nn.Module):
@@ -38,6 +38,11 @@ class _Stateful(nn.Module):
 
     def reset_state(self) -> None:  # pragma: no cover - overridden
         pass
+
+    def _apply(self, fn, recurse: bool = True):
+        super()._apply(fn, recurse)
+        _apply_to_state(self, fn)
+        return self
 
     def _time_view(self, x: Tensor) -> Tensor:
         T = self.steps

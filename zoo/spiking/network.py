@@ -11,6 +11,24 @@ from zoo.spiking.layer import DRAWS, Readout, image_keys
 from zoo.spiking.neuron import BaseNode
 
 
+@contextlib.contextmanager
+def exact_float32(enabled: bool = True) -> Iterator[None]:
+    """cuDNN convolutions and cuBLAS matmuls in IEEE float32 inside the block, not TF32, then the previous
+    settings again. torch runs float32 convolutions on CUDA as TF32 by default (10-bit mantissa): enough for an
+    ANN, not for neurons that compare membrane potentials with thresholds, where it flips spikes that CPU and
+    GPU would otherwise agree on. A no-op with ``enabled=False``."""
+    if not enabled:
+        yield
+        return
+    conv, mm = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    old = (conv.fp32_precision, mm.fp32_precision)
+    conv.fp32_precision, mm.fp32_precision = "ieee", "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision, mm.fp32_precision = old
+
+
 class SpikingNetwork(nn.Module):
     """A converted SNN.
 
@@ -62,13 +80,14 @@ class SpikingNetwork(nn.Module):
             for m in keyed:
                 m.keys = keys
         outs, done = [], 0
-        while done < steps:
-            k = min(n, steps - done)
-            self.step_offset = done
-            for m in self.stateful_modules():
-                m.steps, m.batch = k, B
-            outs.append(self.readout(self.body(self.encoder(x))))
-            done += k
+        with exact_float32(x.is_cuda):
+            while done < steps:
+                k = min(n, steps - done)
+                self.step_offset = done
+                for m in self.stateful_modules():
+                    m.steps, m.batch = k, B
+                outs.append(self.readout(self.body(self.encoder(x))))
+                done += k
         self.step_offset = 0
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
@@ -117,4 +136,4 @@ def reset_net(net: nn.Module) -> None:
             m.reset_state()
 
 
-__all__ = ["SpikingNetwork", "reset_net"]
+__all__ = ["SpikingNetwork", "reset_net", "exact_float32"]

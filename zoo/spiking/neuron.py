@@ -41,6 +41,17 @@ def _channel_view(t: Tensor, ndim: int) -> Tensor:
     return t.reshape((1, -1) + (1,) * (ndim - 2))
 
 
+def _apply_to_state(module: nn.Module, fn) -> None:
+    """Apply ``Module._apply``'s ``fn`` (``.to(device)``, ``.half()``, ...) to the simulation state a module keeps
+    in plain attributes (membrane potentials, traces, counts, keys), as it is to parameters and buffers: a network
+    moved to another device between two chunks carries on there instead of mixing devices."""
+    for k, v in list(vars(module).items()):
+        if isinstance(v, Tensor):
+            setattr(module, k, fn(v))
+        elif isinstance(v, list) and v and all(isinstance(t, Tensor) for t in v):
+            setattr(module, k, [fn(t) for t in v])
+
+
 class BaseNode(nn.Module):
     """Common state handling and bookkeeping for spiking neurons."""
 
@@ -77,6 +88,11 @@ class BaseNode(nn.Module):
     def _state_init(self) -> None:
         self.v: Tensor | None = None
         self.trace: Tensor | None = None
+
+    def _apply(self, fn, recurse: bool = True):
+        super()._apply(fn, recurse)
+        _apply_to_state(self, fn)
+        return self
 
     def reset_state(self) -> None:
         self._state_init()
