@@ -81,6 +81,19 @@ class VariantConfig(_Strict):
     overrides: dict[str, Any] = Field(default_factory=dict, description="recipe fields to change")
 
 
+#: Lightning strategies whose launcher starts the calling script again for every rank
+EVAL_STRATEGY_ERROR = ("strategy={strategy!r} starts the calling script again in every rank, so each rank would run "
+                       "the whole evaluation and write its outputs; use 'auto' (ddp_spawn for devices > 1) or "
+                       "'ddp_spawn'")
+
+
+def relaunches_script(strategy: Any) -> bool:
+    """Whether the Lightning ``strategy`` (a name) runs the calling script once per rank ('ddp' and its
+    variants), rather than spawning or forking workers from the calling process."""
+    s = str(strategy)
+    return s.startswith("ddp") and not s.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook"))
+
+
 class EvaluationConfig(_Strict):
     timesteps: list[int] = Field(default_factory=lambda: list(DEFAULT_TIMESTEPS))
     test_images: int | None | dict[str, int | None] = Field(
@@ -100,6 +113,13 @@ class EvaluationConfig(_Strict):
         bad = [n for n in vals if n is not None and n <= 0]
         if bad:
             raise ValueError(f"test_images must be null or a positive number of images, got {bad[0]}")
+        return v
+
+    @field_validator("strategy")
+    @classmethod
+    def _spawning_strategy(cls, v: str) -> str:
+        if relaunches_script(v):
+            raise ValueError(EVAL_STRATEGY_ERROR.format(strategy=v))
         return v
 
     def images_for(self, dataset: str) -> int | None:

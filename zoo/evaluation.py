@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from zoo.config import EVAL_STRATEGY_ERROR, relaunches_script
 from zoo.simulation import SimulationResult, Simulator
 from zoo.spiking.network import SpikingNetwork
 
@@ -93,6 +94,8 @@ def evaluate_snn(snn: SpikingNetwork, dataset: Dataset, timesteps: list[int], *,
     """Simulate ``snn`` on ``dataset`` with a Lightning Trainer over ``devices`` processes."""
     if devices > 1 and strategy == "auto":
         strategy = "ddp_spawn"  # works from any entry point (tests, notebooks); 'ddp' re-runs the script
+    if relaunches_script(strategy):
+        raise ValueError(EVAL_STRATEGY_ERROR.format(strategy=strategy))
     with tempfile.TemporaryDirectory(prefix="zoo-eval-") as tmp:
         out = Path(tmp) / "result.json"
         module = SNNEvaluator(snn, dataset, timesteps, batch_size, chunk, ann, str(out))

@@ -403,13 +403,20 @@ def train(arch: str, arch_kwargs: dict[str, Any] | None, data_dir: str | Path, o
                              limit_train_batches=max_train_batches, num_sanity_val_steps=0,
                              log_every_n_steps=max(1, min(50, steps or 50)), limit_val_batches=None if val_set
                              is not None else 0)
+        matmul_precision = torch.get_float32_matmul_precision()
         if trainer.accelerator.__class__.__name__ == "CUDAAccelerator":
-            torch.set_float32_matmul_precision("high")
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt_dir / LAST_CKPT) if resume_epoch else None,
-                    weights_only=False)
+            torch.set_float32_matmul_precision("high")  # TF32 matmuls while training, not for what runs after
+        try:
+            trainer.fit(module, train_loader, val_loader,
+                        ckpt_path=str(ckpt_dir / LAST_CKPT) if resume_epoch else None, weights_only=False)
+        finally:
+            torch.set_float32_matmul_precision(matmul_precision)
 
     model = module.model
-    test = evaluate(model, data.test, batch_size=max(batch_size, 256), device=module.device)
+    # Lightning's teardown leaves the module on the CPU: the test split is scored on the training device
+    device = trainer.strategy.root_device
+    test = evaluate(model.to(device), data.test, batch_size=max(batch_size, 256), device=device)
+    model.cpu()
     val_acc = trainer.callback_metrics.get("val_acc")
     meta = {
         "arch": arch,
