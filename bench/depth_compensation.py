@@ -24,7 +24,6 @@ Needs the CIFAR-10 data root (``$ZOO_DATA_DIR``) and the prepared calibration sp
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
 import sys
@@ -38,31 +37,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import zoo  # noqa: E402
-from zoo.conversion.graph import _set_module, canonicalize  # noqa: E402
+from zoo.conversion.ann import ann_from_snn  # noqa: E402
+from zoo.conversion.graph import canonicalize  # noqa: E402
 from zoo.conversion.normalization import neuron_depths  # noqa: E402
 from zoo.data import PreparedData  # noqa: E402
 from zoo.evaluation import eval_subset  # noqa: E402
 from zoo.hub import test_data  # noqa: E402
 from zoo.serialization import load_snn  # noqa: E402
-from zoo.spiking.layer import RateGatedMaxPool2d  # noqa: E402
-from zoo.spiking.neuron import BaseNode, IFNode  # noqa: E402
-
-
-def ann_from_threshold_form(snn) -> nn.Module:
-    """The ANN inside a threshold-form IF network with analog input and membrane readout (neurons -> ReLU,
-    rate-gated max-pooling -> max-pooling)."""
-    r = snn.config.get("recipe", {})
-    if r.get("form") != "threshold" or r.get("neuron") != "if" or r.get("encoder") != "analog" \
-            or r.get("readout") != "membrane" or r.get("depth_compensation", 0) or r.get("maxpool") == "spike_max":
-        raise SystemExit(f"variant {r.get('name')!r} is not a plain threshold-form IF network; pass the "
-                         "checkpoint of a variant such as low-latency or rueckauer2017")
-    body = copy.deepcopy(snn.body)
-    for name, m in list(body.named_modules()):
-        if isinstance(m, BaseNode):
-            _set_module(body, name, nn.ReLU())
-        elif isinstance(m, RateGatedMaxPool2d):
-            _set_module(body, name, nn.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode))
-    return body.eval()
+from zoo.spiking.neuron import IFNode  # noqa: E402
 
 
 def compounded(snn, c: float):
@@ -111,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = Path(a.checkpoint or ROOT / "models/zoo" / a.model / "low-latency.safetensors")
     if not (Path(a.prepared) / "calibration.safetensors").is_file():
         raise SystemExit(f"no calibration split at {a.prepared}: run `dvc repro -s prepare@cifar10` first")
-    ann = ann_from_threshold_form(load_snn(ckpt))
+    ann = ann_from_snn(load_snn(ckpt))
     calib = PreparedData(a.prepared).calibration
     data = eval_subset(test_data(a.model), a.images)
     x = torch.stack([data[i][0] for i in range(len(data))])

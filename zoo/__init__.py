@@ -7,6 +7,7 @@ Public API::
     result = zoo.simulate(snn, test_data, timesteps=[1, 2, 4, 8, 16, 32])
     zoo.variants()                      # the named conversion recipes
     snn = zoo.load("sresnet20-cifar10") # a published spiking model, downloaded and verified
+    ann = zoo.load("sresnet20-cifar10", ann=True)  # the trained ANN it holds (BN folded), to fine-tune
 
 Where things live: neurons and spiking layers in :mod:`zoo.spiking`, the converter in :mod:`zoo.conversion`
 (graph, calibration, normalization, variants), simulation and measurement in :mod:`zoo.simulation`, architectures in
@@ -48,11 +49,12 @@ def __dir__() -> list[str]:
     return sorted(list(globals()) + list(_LAZY))
 
 
-def load(name: str, variant: str | None = None):
-    """Download (or take from the cache), verify and load a published spiking model: see :mod:`zoo.hub`."""
+def load(name: str, variant: str | None = None, *, ann: bool = False):
+    """Download (or take from the cache), verify and load a published spiking model, or with ``ann=True`` the
+    trained ANN it was converted from: see :func:`zoo.hub.load`."""
     from zoo.hub import load as _load
 
-    return _load(name, variant)
+    return _load(name, variant, ann=ann)
 
 
 __all__ = ["convert", "simulate", "variants", "load", "get_variant", "calibrate", "Recipe", "SimulationResult",

@@ -62,6 +62,8 @@ class TrainConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     channels_last: bool = Field(False, description="NHWC layout for weights and batches: faster convolutions "
                                                     "(runtime setting; a checkpoint resumes under either)")
+    init_from: str | None = Field(None, description="start from a published zoo model's ANN weights, "
+                                                  "'<model>' or '<model>:<variant>' (a fine-tune, e.g. to QCFS)")
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = Field(
         "32-true", description="Lightning precision: 'bf16-mixed' autocasts to bfloat16 (CPU or GPU), '16-mixed' "
                                "to float16 (GPU); weights, optimizer state and the test accuracy stay float32")
@@ -161,6 +163,9 @@ class ZooConfig(_Strict):
         "models whose default variant alone gets a published checkpoint (the index still holds every variant's "
         "measurements; the others are rebuilt with `dvc repro convert-<zoo>@<model>-<variant>`)"))
     max_mib: float = Field(64.0, gt=0, description="publish fails if the zoo's checkpoints exceed this many MiB")
+    evaluation: dict[str, Any] = Field(default_factory=dict, description=(
+        "settings of the `evaluation` section that differ for this zoo's models (e.g. fewer timesteps, the whole "
+        "test split)"))
 
 
 class PublishConfig(_Strict):
@@ -199,6 +204,11 @@ class Params(_Strict):
                 get_variant(v.base, **v.overrides)
             except VariantError as e:
                 errors.append(f"variants.{name}.overrides: {e}")
+        for zname, z in self.zoos.items():
+            try:
+                self.evaluation_for(zname)
+            except ValidationError as e:
+                errors.append(f"zoos.{zname}.evaluation: {_format(e)}")
         if isinstance(self.evaluation.test_images, dict):
             for ds in self.evaluation.test_images:
                 if ds not in self.datasets:
@@ -226,11 +236,17 @@ class Params(_Strict):
             raise ValueError("\n".join(errors))
         return self
 
-    def recipe(self, variant: str) -> Recipe:
+    def recipe(self, variant: str, zoo: str | None = None) -> Recipe:
+        """The variant's recipe, with the T ladder its zoo is evaluated at."""
         v = self.variants[variant]
         r = get_variant(v.base, **v.overrides)
-        return r.override(name=variant, timesteps=self.evaluation.timesteps) if variant != v.base or \
-            r.timesteps != self.evaluation.timesteps else r
+        ts = (self.evaluation_for(zoo) if zoo else self.evaluation).timesteps
+        return r.override(name=variant, timesteps=ts) if variant != v.base or r.timesteps != ts else r
+
+    def evaluation_for(self, zoo: str) -> EvaluationConfig:
+        """The `evaluation` section with the zoo's own overrides (``zoos.<zoo>.evaluation``) applied."""
+        over = self.zoos[zoo].evaluation
+        return EvaluationConfig(**{**self.evaluation.model_dump(), **over}) if over else self.evaluation
 
     def zoo_of(self, model: str) -> str:
         for zname, z in self.zoos.items():

@@ -824,22 +824,29 @@ def pull(name: str, variant: str | None = None, *, force: bool = False, index: d
     return dest
 
 
-def load(name: str, variant: str | None = None, *, index: dict | None = None):
+def load(name: str, variant: str | None = None, *, index: dict | None = None, ann: bool = False):
     """Pull (download or take from the cache, verified) and load a published spiking model (``index``:
     one already read by :func:`read_index`, else it is read).
 
     Returns the ``nn.Module`` built by :func:`zoo.serialization.load_snn`, with ``.zoo_card`` (the index entry,
-    see :func:`info`) and ``.zoo_variant`` attached.
+    see :func:`info`), ``.zoo_variant`` and ``.zoo_sha256`` attached. ``ann=True`` returns the trained ANN inside
+    that checkpoint instead (:func:`zoo.conversion.ann.ann_from_snn`; the default variants are threshold-form
+    IF networks that hold it), e.g. to fine-tune or to convert again with other settings.
     """
     index = _index(index)
-    vname, _ = published_variant(_entry(index, name), variant)
+    vname, var = published_variant(_entry(index, name), variant)
     path = pull(name, vname, index=index)
     from zoo.serialization import load_snn
 
-    snn = load_snn(path)
+    model = load_snn(path)
+    if ann:
+        from zoo.conversion.ann import ann_from_snn
+
+        model = ann_from_snn(model)
     try:
-        snn.zoo_card = info(name, index)
-        snn.zoo_variant = vname
+        model.zoo_card = info(name, index)
+        model.zoo_variant = vname
+        model.zoo_sha256 = var.get("sha256")
     except (AttributeError, TypeError):  # a module that refuses new attributes still loads
         pass
-    return snn
+    return model

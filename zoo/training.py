@@ -38,6 +38,10 @@ Details:
   a checkpoint resumes under any precision. On a CPU without native bfloat16 (AVX2 only) it trains in float32
   instead, with a warning: there a ResNet-20 step ran 11x slower under bf16 autocast. meta.json records the
   precision used.
+* Starting point: ``init_from`` (a trained ANN, e.g. a published model's ANN from ``zoo.load(name, ann=True)``)
+  gives the new model its weights and, for QCFS activations, thresholds at the source's activation
+  percentiles (:func:`zoo.conversion.ann.init_from_ann`): a fine-tune instead of a training from scratch.
+  ``init_source`` names it in the hyperparameters, so a checkpoint of another start is not resumed.
 * Determinism: ``lightning.seed_everything(seed, workers=True)`` and deterministic algorithms (warn-only, as
   some CUDA backward kernels, e.g. adaptive average pooling, have no deterministic implementation).
 * Distributed: works with ``strategy="ddp"`` (on CPU through gloo). Lightning's ddp launcher re-runs the calling
@@ -152,7 +156,8 @@ class ClassifierModule(pl.LightningModule):
                  optimizer: str = "sgd", lr: float = 0.1, weight_decay: float = 5e-4, momentum: float = 0.9,
                  label_smoothing: float = 0.1, augment: str = "auto", pct_start: float = 0.25,
                  batch_size: int | None = None, seed: int | None = None, val_fraction: float | None = None,
-                 max_train_batches: int | float | None = None, data_sha256: str | None = None) -> None:
+                 max_train_batches: int | float | None = None, data_sha256: str | None = None,
+                 init_source: str | None = None) -> None:
         super().__init__()
         import zoo.models  # noqa: F401  (registers the zoo's architectures)
 
@@ -167,7 +172,7 @@ class ClassifierModule(pl.LightningModule):
                                        label_smoothing=float(label_smoothing), augment=augment,
                                        pct_start=float(pct_start), batch_size=batch_size, seed=seed,
                                        val_fraction=val_fraction, max_train_batches=max_train_batches,
-                                       data_sha256=data_sha256))
+                                       data_sha256=data_sha256, init_source=init_source))
         self.model = timm.create_model(arch, **arch_kwargs)
         self.augment_mode, self.augment_pad = resolve_augment(augment, input_shape)
         self.channels_last = False  # runtime setting (see train()), not a hyperparameter
@@ -337,9 +342,11 @@ def train(arch: str, arch_kwargs: dict[str, Any] | None, data_dir: str | Path, o
           devices: int | str | list[int] = 1, strategy: str = "auto", num_workers: int = 0,
           max_train_batches: int | float | None = None, progress: bool = True, momentum: float = 0.9,
           augment: str = "auto", val_fraction: float = 0.1, precision: str | int | None = None,
-          run_name: str | None = None, channels_last: bool = False) -> dict[str, Any]:
+          run_name: str | None = None, channels_last: bool = False, init_from: nn.Module | None = None,
+          init_source: str | None = None) -> dict[str, Any]:
     """Train ``arch`` on the prepared data in ``data_dir``; write checkpoints, weights and meta.json to
-    ``out_dir`` (see the module docstring) and return the meta dict."""
+    ``out_dir`` (see the module docstring) and return the meta dict. ``init_from``: a trained ANN to start
+    from (``init_source`` names it)."""
     import zoo.models  # noqa: F401
 
     out_dir = Path(out_dir).absolute()
@@ -363,7 +370,13 @@ def train(arch: str, arch_kwargs: dict[str, Any] | None, data_dir: str | Path, o
                               optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum,
                               label_smoothing=label_smoothing, augment=augment, batch_size=batch_size, seed=seed,
                               val_fraction=val_fraction, max_train_batches=max_train_batches,
-                              data_sha256=data.sha256)
+                              data_sha256=data.sha256, init_source=init_source)
+    if init_from is not None:  # a resumed run overwrites this with its checkpoint's weights
+        from zoo.conversion.ann import init_from_ann
+
+        if init_source is None:
+            raise ValueError("init_from needs init_source, the name of the weights it starts from")
+        init_from_ann(module.model, init_from, data.calibration)
     if channels_last:
         module.channels_last = True
         module.model.to(memory_format=torch.channels_last)
@@ -443,6 +456,7 @@ def train(arch: str, arch_kwargs: dict[str, Any] | None, data_dir: str | Path, o
         "batch_size": batch_size,
         "augment": f"{module.augment_mode}:{module.augment_pad}",
         "val_fraction": val_fraction,
+        "init_source": init_source,
         "max_train_batches": max_train_batches,
         "world_size": trainer.world_size,
         "precision": str(trainer.precision),

@@ -1,6 +1,7 @@
 """Conversion: graph canonicalization (:mod:`.graph`), calibration statistics (:mod:`.calibration`),
-normalization (:mod:`.normalization`), the converter (:mod:`.converter`) and its named variants
-(:mod:`.variants`). Imported lazily: ``zoo.conversion.variants`` needs no torch."""
+normalization (:mod:`.normalization`), the converter (:mod:`.converter`), its named variants (:mod:`.variants`),
+calibrated corrections (:mod:`.correction`) and the ANN inside a converted network (:mod:`.ann`). Imported
+lazily: ``zoo.conversion.variants`` needs no torch."""
 from __future__ import annotations
 
 import importlib
@@ -10,6 +11,7 @@ _LAZY = {
     "ConversionError": "graph", "calibrate": "calibration", "ActivationStats": "calibration",
     "compute_thresholds": "normalization", "to_weight_form": "normalization", "Recipe": "variants",
     "VariantError": "variants", "get_variant": "variants", "variants": "variants",
+    "fit_corrections": "correction", "ann_from_snn": "ann", "init_from_ann": "ann",
 }
 
 

@@ -2,7 +2,8 @@
 
 Steps (each its own module): :func:`~zoo.conversion.graph.canonicalize` (trace, fold BN, find activations),
 :func:`~zoo.conversion.calibration.calibrate` (activation statistics), :func:`compute_thresholds`
-(normalization), :func:`build_snn` (neurons, pooling, encoder, readout; optionally the weight form).
+(normalization), :func:`build_snn` (neurons, pooling, encoder, readout; optionally the weight form), and for a
+calibrated recipe :func:`~zoo.conversion.correction.fit_corrections` (per-channel corrections).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from torch import Tensor, fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from zoo.conversion.calibration import ActivationStats, calibrate, iterate_inputs
+from zoo.conversion.correction import correction_channels, fit_corrections
 from zoo.conversion.graph import ActPoint, ConversionError, _set_module, act_points, canonicalize
 from zoo.conversion.normalization import compute_thresholds, neuron_depths, to_weight_form
 from zoo.conversion.variants import Recipe, get_variant
@@ -25,13 +27,16 @@ from zoo.spiking.neuron import BaseNode, IFNode, LIFNode
 OUTPUT = "output_probe"
 
 
-def _make_neuron(point: ActPoint, threshold: Tensor, recipe: Recipe, compensation: float) -> BaseNode:
+def _make_neuron(point: ActPoint, threshold: Tensor, recipe: Recipe, compensation: float,
+                 channels: int = 1) -> BaseNode:
     synapse = math.exp(-recipe.dt / recipe.synapse_tau) if recipe.synapse_tau else None
+    zeros = torch.zeros(channels)
+    corrections = {"potential": dict(v_offset=zeros), "bias": dict(current=zeros)}.get(recipe.correction, {})
     if point.kind == "softlif":  # Hunsberger: the trained soft-LIF maps onto LIF neurons exactly
         fn = point.fn
         decay = math.exp(-recipe.dt / fn.tau_rc)
         return LIFNode(1.0, amplitude=fn.amplitude / recipe.dt, tau_rc=fn.tau_rc, tau_ref=fn.tau_ref, dt=recipe.dt,
-                       gain=1.0 - decay, reset="zero", v_init=recipe.v_init, synapse_decay=synapse)
+                       gain=1.0 - decay, reset="zero", v_init=recipe.v_init, synapse_decay=synapse, **corrections)
     lowered = threshold / compensation
     if recipe.neuron == "lif":
         # A ReLU layer on LIF neurons: an input at threshold fires once per (1 + refractory) steps instead of
@@ -39,8 +44,10 @@ def _make_neuron(point: ActPoint, threshold: Tensor, recipe: Recipe, compensatio
         # matching), so rates do not shrink layer after layer.
         ref_steps = int(round(recipe.tau_ref / recipe.dt))
         return LIFNode(lowered, amplitude=threshold * (1 + ref_steps), tau_rc=recipe.tau_rc, tau_ref=recipe.tau_ref,
-                       dt=recipe.dt, gain=1.0, reset=recipe.reset, v_init=recipe.v_init, synapse_decay=synapse)
-    return IFNode(lowered, amplitude=threshold, reset=recipe.reset, v_init=recipe.v_init, synapse_decay=synapse)
+                       dt=recipe.dt, gain=1.0, reset=recipe.reset, v_init=recipe.v_init, synapse_decay=synapse,
+                       **corrections)
+    return IFNode(lowered, amplitude=threshold, reset=recipe.reset, v_init=recipe.v_init, synapse_decay=synapse,
+                  **corrections)
 
 
 def build_snn(canonical: fx.GraphModule, thresholds: dict[str, Tensor], recipe: Recipe, *,
@@ -56,6 +63,8 @@ def build_snn(canonical: fx.GraphModule, thresholds: dict[str, Tensor], recipe: 
     depth = neuron_depths(gm, lambda n: isinstance(gm.get_submodule(n.target), ActPoint)
                           and gm.get_submodule(n.target).kind != "output")
     out_threshold = thresholds.get(OUTPUT, torch.ones(1))
+    shapes = {str(n.target): n.meta["tensor_meta"].shape for n in gm.graph.nodes
+              if n.op == "call_module" and "tensor_meta" in n.meta}
     for name, p in points.items():
         if name == OUTPUT:
             continue
@@ -65,7 +74,8 @@ def build_snn(canonical: fx.GraphModule, thresholds: dict[str, Tensor], recipe: 
         # prod_k (1 + c*k) (c=0.005: 2.5x at depth 19, 1179x at depth 55; the rates saturate).
         d, c = depth.get(name, 0), recipe.depth_compensation
         comp = (1.0 + c * d) / (1.0 + c * max(d - 1, 0))
-        _set_module(gm, name, _make_neuron(p, thresholds[name], recipe, comp))
+        channels = correction_channels(shapes.get(name), thresholds[name])
+        _set_module(gm, name, _make_neuron(p, thresholds[name], recipe, comp, channels))
     for node in list(gm.graph.nodes):
         if node.op == "call_module" and node.target == OUTPUT:
             node.replace_all_uses_with(node.args[0])
@@ -118,6 +128,7 @@ def convert(model: nn.Module, calibration_data=None, variant: str | Recipe = "ru
             for ``norm="none"``/``"model"`` if ``input_shape`` is given, nor when ``stats`` is passed).
         variant: a registered variant name (see :func:`zoo.variants`) or a :class:`Recipe`.
         stats: precomputed :class:`ActivationStats` (e.g. from the pipeline's calibrate stage).
+        max_batches: calibrate on at most this many batches of ``calibration_data``.
         **overrides: recipe fields to override, e.g. ``percentile=99.99, channel_wise=True``.
 
     The conversion (calibration included) runs on a CPU copy of ``model``, and the SNN comes back on the CPU:
@@ -138,7 +149,14 @@ def convert(model: nn.Module, calibration_data=None, variant: str | Recipe = "ru
     if recipe.norm == "model" and input_bound is None:
         input_bound = float(_first_batch(calibration_data).abs().max()) if calibration_data is not None else 1.0
     thresholds = compute_thresholds(canonical, recipe, stats, input_shape=input_shape, input_bound=input_bound)
-    return build_snn(canonical, thresholds, recipe, input_shape=input_shape, config=config)
+    snn = build_snn(canonical, thresholds, recipe, input_shape=input_shape, config=config)
+    if recipe.correction != "none":
+        if calibration_data is None:
+            raise ValueError(f"correction={recipe.correction!r} fits the SNN on calibration images: pass "
+                             "calibration_data (precomputed stats are not enough)")
+        fit_corrections(snn, canonical, calibration_data, kind=recipe.correction,
+                        timesteps=recipe.correction_timesteps, progress=progress)
+    return snn
 
 
 __all__ = ["convert", "build_snn", "ConversionError"]

@@ -32,8 +32,9 @@ class ConversionError(RuntimeError):
 class ActPoint(nn.Module):
     """A canonical activation: where one layer of spiking neurons will be.
 
-    kind: ``relu``, ``clip`` (ReLU clipped at ``clip``), ``softlif`` (Hunsberger's soft-LIF, kept as ``fn``)
-    or ``output`` (identity probe on the logits). An attached ``observer`` records its output.
+    kind: ``relu``, ``clip`` (ReLU clipped at ``clip``), ``softlif`` (Hunsberger's soft-LIF, kept as ``fn``),
+    ``qcfs`` (Bu et al.'s quantization clip-floor-shift, kept as ``fn``, with its trained threshold) or ``output``
+    (identity probe on the logits). An attached ``observer`` records its output.
     """
 
     def __init__(self, kind: str = "relu", clip: float | None = None, fn: nn.Module | None = None) -> None:
@@ -46,7 +47,7 @@ class ActPoint(nn.Module):
             y = F.relu(x)
         elif self.kind == "clip":
             y = x.clamp(0.0, self.clip)
-        elif self.kind == "softlif":
+        elif self.kind in ("softlif", "qcfs"):
             y = self.fn(x)
         else:
             y = x
@@ -62,6 +63,15 @@ def _is_softlif(m: nn.Module) -> bool:
     return type(m).__name__ == "SoftLIF" and hasattr(m, "tau_rc") and hasattr(m, "amplitude")
 
 
+def _is_qcfs(m: nn.Module) -> bool:
+    return type(m).__name__ == "QCFS" and hasattr(m, "levels") and hasattr(m, "threshold")
+
+
+def _is_trained_act(m: nn.Module) -> bool:
+    """An activation with parameters of its own, kept whole as an ActPoint's ``fn``."""
+    return _is_softlif(m) or _is_qcfs(m)
+
+
 def _act_from_module(m: nn.Module) -> ActPoint | None:
     if isinstance(m, nn.ReLU):
         return ActPoint("relu")
@@ -71,6 +81,8 @@ def _act_from_module(m: nn.Module) -> ActPoint | None:
         return ActPoint("clip", float(m.max_val))
     if _is_softlif(m):
         return ActPoint("softlif", fn=m)
+    if _is_qcfs(m):
+        return ActPoint("qcfs", fn=m)
     return None
 
 
@@ -91,7 +103,7 @@ DROPOUT_FUNCS = {F.dropout, F.dropout1d, F.dropout2d}
 
 def supported_ops() -> str:
     mods = [c.__name__ for c in SYNAPTIC + LINEAR_MODULES + REMOVABLE] + ["ReLU", "ReLU6", "Hardtanh(0, c)",
-                                                                          "SoftLIF", "timm BatchNormAct2d"]
+                                                                          "SoftLIF", "QCFS", "timm BatchNormAct2d"]
     funcs = ["relu", "relu6", "hardtanh(0, c)", "clamp(min=0)", "add/+", "cat", "flatten/view/reshape",
              "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "mean", "dropout", "multiplication by a constant"]
     return "modules: " + ", ".join(mods) + "; functions/methods: " + ", ".join(funcs)
@@ -127,7 +139,7 @@ class ZooTracer(fx.Tracer):
         super().__init__(autowrap_functions=autowrap)
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, ActPoint) or _is_softlif(m):
+        if isinstance(m, ActPoint) or _is_trained_act(m):
             return True
         if self._leaves and isinstance(m, self._leaves):
             return True
@@ -157,6 +169,9 @@ def trace(model: nn.Module) -> fx.GraphModule:
         raise ConversionError(
             f"torch.fx could not trace {type(model).__name__}: {err}. Models must be traceable with "
             "torch.fx (no data-dependent control flow outside timm's leaf modules).") from err
+    for node in list(graph.nodes):  # fx also records unused reads of a leaf's parameters (QCFS's threshold)
+        if node.op == "get_attr" and not node.users:
+            graph.erase_node(node)
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
 
 
@@ -219,7 +234,7 @@ def _unique_name(gm: nn.Module, base: str) -> str:
 def _convert_leaf(gm: fx.GraphModule, node: fx.Node, mod: nn.Module) -> None:
     """A leaf module we do not trace through (timm ConvMlp, ...): convert its activations in place."""
     for name, child in list(mod.named_modules()):
-        if child is mod or len(list(child.children())) and not _is_softlif(child):
+        if child is mod or len(list(child.children())) and not _is_trained_act(child):
             continue
         act = _act_from_module(child)
         if act is not None:

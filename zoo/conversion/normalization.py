@@ -6,7 +6,8 @@ Thresholds (one per layer, or per channel) come from
 * ``model``      — the largest activation the weights allow for inputs bounded by ``input_bound`` (Diehl 2015,
   model-based), found by propagating bounds through the graph with non-negative weights;
 * ``max``        — the largest activation on calibration data (Diehl 2015, data-based);
-* ``percentile`` — the p-th percentile of positive activations (Rueckauer 2017, robust normalization).
+* ``percentile`` — the p-th percentile of positive activations (Rueckauer 2017, robust normalization);
+* ``trained``    — the ANN's own trained clip: QCFS's threshold lambda (Bu 2022), a clipped ReLU's bound.
 
 **Threshold form** (threshold balancing): weights stay as trained; a neuron with threshold θ emits spikes of
 value θ, so every layer sees currents in the ANN's units.
@@ -25,7 +26,7 @@ import operator
 import torch
 from torch import Tensor, fx, nn
 
-from zoo.conversion.graph import ADD_FUNCS, CAT_FUNCS, ActPoint, act_points, analog_fed
+from zoo.conversion.graph import ADD_FUNCS, CAT_FUNCS, ActPoint, ConversionError, act_points, analog_fed
 from zoo.spiking.layer import RateGatedMaxPool2d, Scale
 from zoo.spiking.neuron import BaseNode
 
@@ -79,7 +80,9 @@ def compute_thresholds(canonical: fx.GraphModule, recipe, stats=None, *, input_s
             raise ValueError("model-based normalization needs the input shape")
         bounds = model_bounds(canonical, input_shape, input_bound or 1.0)
     for name, p in points.items():
-        if recipe.norm == "none":
+        if recipe.norm == "trained":
+            th = _trained_threshold(name, p)
+        elif recipe.norm == "none":
             th = torch.ones(1)
         elif recipe.norm == "model":
             b = bounds[name]
@@ -93,8 +96,24 @@ def compute_thresholds(canonical: fx.GraphModule, recipe, stats=None, *, input_s
         th = th.float().clamp(min=EPS)
         if p.kind == "clip":
             th = th.clamp(max=p.clip)
+        elif p.kind == "qcfs":
+            th = torch.minimum(th, p.fn.threshold.detach().float().abs().clamp(min=EPS))
         out[name] = th
     return out
+
+
+def _trained_threshold(name: str, p: ActPoint) -> Tensor:
+    if p.kind == "qcfs":
+        return p.fn.threshold.detach().float().abs().reshape(-1)
+    if p.kind == "clip":
+        return torch.tensor([float(p.clip)])
+    if p.kind == "output":
+        return torch.ones(1)
+    raise ConversionError(
+        f"norm='trained' takes each layer's threshold from the ANN's trained activation (QCFS's lambda, a "
+        f"clipped ReLU's bound), but layer {name!r} is a {p.kind} activation with none. Train the ANN with "
+        "act: qcfs (params.yaml models.<name>.arch_kwargs, e.g. fine-tuned with train.init_from), or choose a "
+        "variant with data-based thresholds such as low-latency or rueckauer2017")
 
 
 def neuron_depths(gm: fx.GraphModule, is_neuron) -> dict[str, int]:

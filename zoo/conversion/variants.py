@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_TIMESTEPS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
@@ -44,7 +44,8 @@ class Recipe(BaseModel):
     maxpool: Literal["rate_gated", "spike_max"] = Field(
         "rate_gated", description="max-pooling gated by rates (Rueckauer) or max over spikes (Fang)")
     # normalization
-    norm: Literal["none", "model", "max", "percentile"] = Field("percentile", description="threshold source")
+    norm: Literal["none", "model", "max", "percentile", "trained"] = Field(
+        "percentile", description="threshold source ('trained': the ANN's own trained clip, e.g. QCFS's lambda)")
     percentile: float = Field(99.9, gt=0, le=100, description="percentile of positive activations")
     channel_wise: bool = Field(False, description="one threshold per channel instead of per layer")
     form: Literal["threshold", "weight"] = Field(
@@ -53,6 +54,12 @@ class Recipe(BaseModel):
         0.0, ge=0, lt=1, description="against the rate loss that accumulates with depth: thresholds lowered so that "
                     "the gain accumulated over a neuron's depth d (longest path) is 1+c*d")
     input_bound: float | None = Field(None, gt=0, description="model-based norm: bound on |input| (None: data max)")
+    # calibration of the converted network (Li et al. 2021)
+    correction: Literal["none", "potential", "bias"] = Field(
+        "none", description="per-channel correction fitted on calibration data, layer by layer from the input, so "
+                            "that each layer's mean SNN output after correction_timesteps steps matches the ANN's: "
+                            "added to the initial membrane ('potential') or to the input current ('bias')")
+    correction_timesteps: int = Field(8, gt=0, description="T at which the correction is fitted")
     # simulation
     timesteps: list[int] = Field(default_factory=lambda: list(DEFAULT_TIMESTEPS), description="T values to report")
     seed: int = Field(0, description="seed for Poisson input and spiking softmax")
@@ -66,6 +73,13 @@ class Recipe(BaseModel):
         if bad:
             raise ValueError(f"timesteps must be positive integers (T > 0), got {bad}")
         return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _check_correction(self) -> "Recipe":
+        if self.correction != "none" and self.form != "threshold":
+            raise ValueError(f"correction={self.correction!r} needs form='threshold' (the corrections are in the "
+                             "ANN's units)")
+        return self
 
     def override(self, **changes: Any) -> "Recipe":
         return make_recipe({**self.model_dump(), **changes})
@@ -82,6 +96,9 @@ class Recipe(BaseModel):
 def _format_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
+        if not e["loc"]:  # a check across fields: its message says it all
+            lines.append(str(e["msg"]).removeprefix("Value error, "))
+            continue
         loc = ".".join(str(p) for p in e["loc"]) or "recipe"
         field = Recipe.model_fields.get(str(e["loc"][0])) if e["loc"] else None
         valid = ""
@@ -166,11 +183,26 @@ _SEEDS = [
                      "initialized at half threshold (the 'shift' of clip-floor-shift), for few timesteps.",
          neuron="if", reset="subtract", encoder="analog", readout="membrane", bias="current",
          norm="percentile", percentile=99.99, channel_wise=True, v_init=0.5, maxpool="rate_gated"),
+    dict(name="bu2022", reference="Bu et al. 2022 (ICLR), optimal ANN-SNN conversion (QCFS)",
+         description="For a QCFS-trained ANN: IF neurons with the trained QCFS thresholds, reset by subtraction, "
+                     "membranes starting at half threshold, analog input, membrane readout. In L steps of a "
+                     "constant input a neuron's mean output equals its QCFS activation exactly. A ReLU ANN is "
+                     "refused (train it with act: qcfs, or use low-latency).",
+         neuron="if", reset="subtract", encoder="analog", readout="membrane", bias="current", norm="trained",
+         v_init=0.5, maxpool="rate_gated"),
+    dict(name="bu2022-calibrated", reference="Bu et al. 2022 (ICLR) + Li et al. 2021 (ICML), potential correction",
+         description="bu2022, then calibrated: layer by layer from the input, each channel's initial membrane is "
+                     "corrected on calibration data so that its mean output after 8 steps matches the ANN's "
+                     "activation (Li et al.'s potential correction), against the error of the first steps.",
+         neuron="if", reset="subtract", encoder="analog", readout="membrane", bias="current", norm="trained",
+         v_init=0.5, maxpool="rate_gated", correction="potential", correction_timesteps=8),
 ]
 for _fields in _SEEDS:
     register_variant(make_recipe(_fields))
 
 SEED_VARIANTS = ["cao2015", "diehl2015-model", "diehl2015-data", "rueckauer2017", "hu2018", "hunsberger2016"]
+#: variants that need a QCFS-trained ANN (``act: qcfs``): their thresholds are its trained ones
+QCFS_VARIANTS = ["bu2022", "bu2022-calibrated"]
 
 __all__ = ["Recipe", "VariantError", "variants", "get_variant", "register_variant", "make_recipe",
-           "SEED_VARIANTS", "DEFAULT_TIMESTEPS"]
+           "SEED_VARIANTS", "QCFS_VARIANTS", "DEFAULT_TIMESTEPS"]

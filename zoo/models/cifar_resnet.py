@@ -34,7 +34,7 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(*layers)
         else:
             self.shortcut = nn.Sequential()
-        self.act = opts.act_layer()
+        self.act = opts.act_layer(cout)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv2(self.conv1(x))

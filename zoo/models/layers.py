@@ -1,10 +1,10 @@
-"""Building blocks shared by the zoo's architectures: the soft-LIF activation and the kwarg handling.
+"""Building blocks shared by the zoo's architectures: the soft-LIF and QCFS activations and the kwarg handling.
 
 Every architecture in :mod:`zoo.models` is built from the same small set of modules so that the converter
 (:mod:`zoo.conversion.graph`) can map it onto spiking neurons:
 
-* activations: ``nn.ReLU``, ``nn.ReLU6``, ``nn.Hardtanh(0, c)`` (``act="clip"``) or :class:`SoftLIF`, one
-  module instance per use, never in place;
+* activations: ``nn.ReLU``, ``nn.ReLU6``, ``nn.Hardtanh(0, c)`` (``act="clip"``), :class:`SoftLIF` or
+  :class:`QCFS`, one module instance per use, never in place;
 * ``nn.Conv2d`` / ``nn.Linear`` (optionally followed by ``nn.BatchNorm2d`` / ``nn.BatchNorm1d``);
 * ``nn.MaxPool2d`` / ``nn.AvgPool2d`` / ``nn.AdaptiveAvgPool2d``, ``nn.Flatten``, ``nn.Dropout``;
 * residual adds written ``out = out + shortcut`` followed by an activation, concatenations ``torch.cat(.., 1)``.
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ACTIVATIONS = ("relu", "relu6", "clip", "softlif")
+ACTIVATIONS = ("relu", "relu6", "clip", "softlif", "qcfs")
 POOLS = ("max", "avg")
 
 # SoftLIF: below this smoothed current the rate is set to exactly 0 (see SoftLIF's docstring).
@@ -90,6 +90,57 @@ class SoftLIF(nn.Module):
                 f"noise_std={self.noise_std}")
 
 
+class _FloorSTE(torch.autograd.Function):
+    """``floor`` in the forward pass, the identity in the backward pass (straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # noqa: D102
+        return torch.floor(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+        return grad
+
+
+class QCFS(nn.Module):
+    """Quantization clip-floor-shift activation (Bu et al. 2022, ICLR, "Optimal ANN-SNN conversion for
+    high-accuracy and ultra-low-latency spiking neural networks")::
+
+        y = lambda / L * clip(floor(x * L / lambda + 1/2), 0, L)
+
+    ``L`` (``levels``) quantization steps and a learnable threshold ``lambda`` (one per layer, or one per
+    channel with ``channels``). An IF neuron with threshold ``lambda``, reset by subtraction and its membrane
+    starting at ``lambda / 2`` emits exactly ``clip(floor(x * L / lambda + 1/2), 0, L)`` spikes in ``L`` steps of
+    a constant input ``x``, so its mean output is this activation: the converter maps a trained QCFS layer onto
+    such neurons with the trained ``lambda`` as threshold (variant ``bu2022``).
+
+    Training: the floor passes gradients straight through; ``lambda`` learns from the clipped and the
+    quantized part, as in the reference implementation. Computation runs in float32 even under autocast.
+    """
+
+    def __init__(self, levels: int = 8, threshold: float = 8.0, channels: int | None = None) -> None:
+        super().__init__()
+        if int(levels) != levels or levels < 1 or threshold <= 0 or (channels is not None and channels < 1):
+            raise ValueError(f"QCFS needs an integer levels >= 1, threshold > 0 and channels >= 1 (or None); got "
+                             f"levels={levels}, threshold={threshold}, channels={channels}")
+        self.levels: int = int(levels)
+        self.threshold = nn.Parameter(torch.full((channels or 1,), float(threshold)))
+
+    def _th(self, ndim: int) -> Tensor:
+        th = self.threshold.float()
+        return th.reshape(()) if th.numel() == 1 else th.reshape((1, -1) + (1,) * (ndim - 2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        th = self._th(x.ndim)
+        y = torch.clamp(x.float() / th, 0.0, 1.0)
+        y = _FloorSTE.apply(y * self.levels + 0.5) / self.levels
+        return (y * th).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        n = self.threshold.numel()
+        return f"levels={self.levels}, " + (f"threshold={self.threshold.item():.4g}" if n == 1 else f"channels={n}")
+
+
 # --------------------------------------------------------------------------------------------- options
 # timm passes these to every entrypoint; they carry no meaning for our randomly initialised models.
 _TIMM_FACTORY_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
@@ -130,14 +181,22 @@ class ArchOptions:
         """A channel count scaled by ``width`` (at least 1)."""
         return max(1, int(round(c * self.width)))
 
-    def act_layer(self) -> nn.Module:
-        """A fresh activation module (never shared, never in place)."""
+    def act_layer(self, channels: int | None = None) -> nn.Module:
+        """A fresh activation module (never shared, never in place); ``channels`` sizes QCFS's per-channel
+        thresholds (``act_kwargs: {channel_wise: true}``)."""
         if self.act == "relu":
             return nn.ReLU()
         if self.act == "relu6":
             return nn.ReLU6()
         if self.act == "clip":
             return nn.Hardtanh(0.0, float(self.clip_value))
+        if self.act == "qcfs":
+            kw = dict(self.act_kwargs)
+            if kw.pop("channel_wise", False):
+                if channels is None:
+                    raise ValueError(f"{self.name}: QCFS with channel_wise=True at a layer of unknown width")
+                kw["channels"] = channels
+            return QCFS(**kw)
         return SoftLIF(**self.act_kwargs)
 
     def pool_layer(self, kind: str | None = None, kernel_size: int = 2, stride: int | None = None,
@@ -158,7 +217,7 @@ class ArchOptions:
         if self.bn:
             layers.append(nn.BatchNorm2d(cout))
         if act:
-            layers.append(self.act_layer())
+            layers.append(self.act_layer(cout))
         return nn.Sequential(*layers)
 
     def linear(self, cin: int, cout: int, act: bool = True, norm: bool | None = None) -> nn.Sequential:
@@ -168,7 +227,7 @@ class ArchOptions:
         if norm:
             layers.append(nn.BatchNorm1d(cout))
         if act:
-            layers.append(self.act_layer())
+            layers.append(self.act_layer(cout))
         return nn.Sequential(*layers)
 
     def classifier(self, cin: int) -> nn.Linear:
@@ -204,10 +263,15 @@ def parse_options(name: str, kwargs: dict[str, Any], *, pretrained: bool = False
             raise ValueError(f"{name}: act='clip' needs clip_value > 0 (the activation is Hardtanh(0, clip_value))")
         clip_value = float(clip_value)
     act_kwargs = dict(merged.get("act_kwargs") or {})
-    if act_kwargs and act != "softlif":
-        raise ValueError(f"{name}: act_kwargs are only used with act='softlif' (got act={act!r})")
+    if act_kwargs and act not in ("softlif", "qcfs"):
+        raise ValueError(f"{name}: act_kwargs are only used with act='softlif' or 'qcfs' (got act={act!r})")
     if act == "softlif":
         SoftLIF(**act_kwargs)  # validates names and values early
+    if act == "qcfs":
+        unknown_kw = sorted(set(act_kwargs) - {"levels", "threshold", "channel_wise"})
+        if unknown_kw:
+            raise ValueError(f"{name}: act='qcfs' takes act_kwargs levels, threshold and channel_wise; got {unknown_kw}")
+        QCFS(**{k: v for k, v in act_kwargs.items() if k != "channel_wise"})
     pool = merged.get("pool")
     if pool is not None:
         pool = str(pool).lower()
@@ -249,4 +313,4 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-__all__ = ["SoftLIF", "ArchOptions", "parse_options", "init_weights", "ACTIVATIONS", "POOLS", "COMMON_KWARGS"]
+__all__ = ["SoftLIF", "QCFS", "ArchOptions", "parse_options", "init_weights", "ACTIVATIONS", "POOLS", "COMMON_KWARGS"]

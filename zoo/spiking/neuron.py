@@ -16,7 +16,9 @@ Two neuron models:
   ``v = decay * v + gain * I`` with ``decay = exp(-dt/τ_rc)``, no integration for ``τ_ref`` after a spike.
 
 Both emit spikes of value ``amplitude`` (``θ`` in the threshold-balanced form, so the next layer sees real
-units; 1 in the weight-normalized form) and can pass them through an exponential synaptic filter.
+units; 1 in the weight-normalized form) and can pass them through an exponential synaptic filter. A calibrated
+conversion (Li et al. 2021) gives a layer per-channel corrections: ``v_offset``, added to the initial membrane
+potential, or ``current``, added to the input at every step.
 """
 from __future__ import annotations
 
@@ -63,6 +65,8 @@ class BaseNode(nn.Module):
         reset: str = "subtract",
         v_init: float = 0.0,
         synapse_decay: float | None = None,
+        v_offset: Tensor | None = None,
+        current: Tensor | None = None,
     ) -> None:
         super().__init__()
         if reset not in RESETS:
@@ -71,6 +75,11 @@ class BaseNode(nn.Module):
         amplitude = threshold.clone() if amplitude is None else torch.as_tensor(amplitude, dtype=torch.float32).reshape(-1)
         self.register_buffer("threshold", threshold)
         self.register_buffer("amplitude", amplitude)
+        # corrections exist only where a recipe asks for them, so that other checkpoints keep their tensors
+        if v_offset is not None:
+            self.register_buffer("v_offset", torch.as_tensor(v_offset, dtype=torch.float32).reshape(-1))
+        if current is not None:
+            self.register_buffer("current", torch.as_tensor(current, dtype=torch.float32).reshape(-1))
         self.reset = reset
         self.v_init = float(v_init)
         self.synapse_decay = synapse_decay
@@ -144,6 +153,8 @@ class BaseNode(nn.Module):
         the previous chunk (or initial) and an empty ``[T, B, ...]`` buffer for the binary spikes."""
         xs, const = self._split_time(x)
         shape = xs.shape if const else xs.shape[1:]
+        if "current" in self._buffers:  # broadcasts over [B, C, ...] and [T, B, C, ...] alike
+            xs = xs + _channel_view(self.current, len(shape)).to(xs.dtype)
         th = _channel_view(self.threshold, len(shape)).to(xs.dtype)
         v = self.v if self.v is not None else self._initial_v(xs if const else xs[0], th)
         spikes = torch.empty((self.steps,) + tuple(shape), dtype=xs.dtype, device=xs.device)
@@ -153,6 +164,8 @@ class BaseNode(nn.Module):
         v = torch.zeros_like(like)
         if self.v_init:
             v = v + self.v_init * th
+        if "v_offset" in self._buffers:
+            v = v + _channel_view(self.v_offset, like.ndim).to(like.dtype)
         return v
 
     def rate(self, x: Tensor) -> Tensor:

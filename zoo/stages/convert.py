@@ -20,7 +20,7 @@ def convert(p: Params, model: str, variant: str) -> None:
     meta = read_meta(model)
     ann = load_trained(train_dir(model))
     data = PreparedData(data_dir(m.dataset))
-    recipe = p.recipe(variant)
+    recipe = p.recipe(variant, zoo)
     calib = torch.stack([data.calibration[i][0] for i in range(min(256, len(data.calibration)))])
     config = {"arch": meta["arch"], "arch_kwargs": meta["arch_kwargs"], "model": model, "dataset": m.dataset,
               "classes": data.classes, "preprocess": {"mean": data.mean, "std": data.std},

@@ -23,8 +23,9 @@ def evaluate(p: Params, model: str, variant: str) -> None:
     from zoo.simulation import plot_accuracy, plot_correlation, simulate
     from zoo.training import load_trained
 
-    m, ev = p.models[model], p.evaluation
+    m = p.models[model]
     zoo = p.zoo_of(model)
+    ev = p.evaluation_for(zoo)
     ckpt = snn_file(zoo, model, variant)
     snn = load_snn(ckpt)
     ann = load_trained(train_dir(model))
