@@ -303,8 +303,16 @@ def render_all(index: dict, out_dir: str | Path, *, plot: bool = True) -> list[P
     return paths + [render_zoo_readme(index, out_dir)]
 
 
-def render_variant_table(index: dict, timesteps: tuple[int, ...] = (4, 16, 32, 64, 128, 256)) -> str:
-    """Markdown table: one row per model and variant, SNN accuracy at a few T, the ANN's, energy ratio."""
+README_TIMESTEPS = (4, 16, 32, 64, 128, 256)
+
+
+def render_variant_table(index: dict, timesteps: tuple[int, ...] | None = None) -> str:
+    """Markdown table: one row per model and variant, SNN accuracy at a few T, the ANN's, energy ratio. The T
+    columns: ``timesteps``, else every evaluated T when there are at most six of them, else README_TIMESTEPS."""
+    if timesteps is None:
+        evaluated = sorted({int(t) for e in index.get("models", {}).values() for v in e.get("variants", {}).values()
+                            for t in (v.get("accuracy") or {})})
+        timesteps = tuple(evaluated) if 0 < len(evaluated) <= len(README_TIMESTEPS) else README_TIMESTEPS
     header = ["Model", "Variant", "ANN acc."] + [f"T={t}" for t in timesteps] + ["Energy ratio (T max)"]
     rows = []
     for name, e in sorted(index.get("models", {}).items()):
