@@ -317,6 +317,11 @@ def _assert_built_as(snn, recipe):
     if recipe.encoder == "poisson":
         assert (snn.encoder.rate, snn.encoder.seed) == (recipe.poisson_rate, recipe.seed)
     neurons = list(snn.neurons().values())
+    fitted = {"potential": "v_offset", "bias": "current"}.get(recipe.correction)
+    assert all(hasattr(n, "v_offset") == (fitted == "v_offset") and hasattr(n, "current") == (fitted == "current")
+               for n in neurons), recipe.name
+    if fitted:
+        assert any(getattr(n, fitted).abs().sum() > 0 for n in neurons), recipe.name
     for n in neurons:
         if recipe.neuron == "lif":  # a ReLU on LIF neurons: spikes scaled by 1 + refractory steps (max rate kept)
             assert (n.tau_rc, n.ref_steps) == (recipe.tau_rc, round(recipe.tau_ref / recipe.dt))
@@ -338,7 +343,7 @@ def _assert_built_as(snn, recipe):
 # The least accuracy on 64 test digits at T=32, as measured on both digits nets (2026-12-02: the analog variants
 # 0.875-1.0; the Poisson ones 0.09-0.59 at T=32, as biases dropped from a batch-normalized net leave it near
 # chance, see the README; diehl2015-model at chance, its bounds silence the deeper layers).
-FLOOR_AT_32 = {"rueckauer2017": 0.9, "hu2018": 0.9, "hunsberger2016": 0.8, "low-latency": 0.95}
+FLOOR_AT_32 = {"rueckauer2017": 0.9, "hu2018": 0.9, "hunsberger2016": 0.8, "low-latency": 0.95, "li2021": 0.95}
 
 
 # the QCFS variants refuse these ReLU nets (test_qcfs.py checks the refusal, and runs them on QCFS-trained nets)

@@ -183,6 +183,13 @@ _SEEDS = [
                      "initialized at half threshold (the 'shift' of clip-floor-shift), for few timesteps.",
          neuron="if", reset="subtract", encoder="analog", readout="membrane", bias="current",
          norm="percentile", percentile=99.99, channel_wise=True, v_init=0.5, maxpool="rate_gated"),
+    dict(name="li2021", reference="Li et al. 2021 (ICML), SNN calibration: potential correction",
+         description="low-latency's network, then calibrated: layer by layer from the input, each channel's "
+                     "initial membrane is corrected on calibration data so that its mean output after 8 steps "
+                     "matches the ANN's activation (any ReLU ANN, no retraining).",
+         neuron="if", reset="subtract", encoder="analog", readout="membrane", bias="current",
+         norm="percentile", percentile=99.99, channel_wise=True, v_init=0.5, maxpool="rate_gated",
+         correction="potential", correction_timesteps=8),
     dict(name="bu2022", reference="Bu et al. 2022 (ICLR), optimal ANN-SNN conversion (QCFS)",
          description="For a QCFS-trained ANN: IF neurons with the trained QCFS thresholds, reset by subtraction, "
                      "membranes starting at half threshold, analog input, membrane readout. In L steps of a "
