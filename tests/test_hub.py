@@ -63,10 +63,10 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_snn(path: Path, seed: int) -> None:
+def _write_snn(path: Path, seed: int, arch: str) -> None:
     g = torch.Generator().manual_seed(seed)
     tensors = {"body.0.weight": torch.randn(8, 4, generator=g), "body.0.threshold": torch.rand(8, generator=g)}
-    save_file(tensors, str(path), metadata={"snn_zoo": json.dumps({"format": "snn-zoo-snn/1", "arch": "tiny",
+    save_file(tensors, str(path), metadata={"snn_zoo": json.dumps({"format": "snn-zoo-snn/1", "arch": arch,
                                                                     "seed": seed})})
 
 
@@ -81,7 +81,7 @@ def make_index(root: Path) -> dict:
     files = {}
     for i, stem in enumerate(["sresnet20-cifar10.hu2018", "sresnet20-cifar10.rueckauer2017", "svgg11-mnist.hu2018"]):
         files[stem] = root / f"{stem}.safetensors"
-        _write_snn(files[stem], i)
+        _write_snn(files[stem], i, {"sresnet20": "resnet20_cifar", "svgg11-mn": "vgg11_mnist"}[stem[:9]])
     return {
         "schema": 1, "generated": "2026-11-29T00:00:00Z",
         "models": {

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from zoo.config import EVAL_STRATEGY_ERROR, relaunches_script
+from zoo.inputs import check_not_empty
 from zoo.simulation import SimulationResult, Simulator
 from zoo.spiking.network import SpikingNetwork
 
@@ -96,6 +97,7 @@ def evaluate_snn(snn: SpikingNetwork, dataset: Dataset, timesteps: list[int], *,
         strategy = "ddp_spawn"  # works from any entry point (tests, notebooks); 'ddp' re-runs the script
     if relaunches_script(strategy):
         raise ValueError(EVAL_STRATEGY_ERROR.format(strategy=strategy))
+    check_not_empty(dataset, "test data")
     with tempfile.TemporaryDirectory(prefix="zoo-eval-") as tmp:
         out = Path(tmp) / "result.json"
         module = SNNEvaluator(snn, dataset, timesteps, batch_size, chunk, ann, str(out))

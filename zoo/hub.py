@@ -824,6 +824,22 @@ def pull(name: str, variant: str | None = None, *, force: bool = False, index: d
     return dest
 
 
+def _check_matches_entry(path: Path, entry: dict, name: str) -> None:
+    """Refuse a checkpoint built for another architecture or input shape than its index entry states."""
+    from zoo.serialization import CheckpointError, read_config
+
+    cfg = read_config(path)
+    for key in ("arch", "input_shape"):
+        got, stated = cfg.get(key), entry.get(key)
+        if got is None or stated is None:
+            continue
+        if (got if isinstance(got, str) else list(got)) != (stated if isinstance(stated, str) else list(stated)):
+            raise CheckpointError(f"{path}: a checkpoint with {key} {cfg[key]!r}, but the index entry of {name!r} "
+                                  f"states {entry[key]!r}: the index and the file were published from different "
+                                  "builds; publish them together again (dvc repro publish) or ask the zoo's "
+                                  "maintainer to")
+
+
 def load(name: str, variant: str | None = None, *, index: dict | None = None, ann: bool = False):
     """Pull (download or take from the cache, verified) and load a published spiking model (``index``:
     one already read by :func:`read_index`, else it is read).
@@ -838,6 +854,7 @@ def load(name: str, variant: str | None = None, *, index: dict | None = None, an
     path = pull(name, vname, index=index)
     from zoo.serialization import load_snn
 
+    _check_matches_entry(path, _entry(index, name), name)
     model = load_snn(path)
     if ann:
         from zoo.conversion.ann import ann_from_snn

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from zoo.conversion.graph import analog_fed
+from zoo.inputs import InputError, check_images, check_not_empty
 from zoo.spiking.network import SpikingNetwork
 from zoo.spiking.neuron import BaseNode
 
@@ -276,6 +277,7 @@ class Simulator:
     @torch.no_grad()
     def add_batch(self, x: Tensor, y: Tensor) -> None:
         snn, counter, t_max = self.snn, self.counter, self.t_max
+        check_images(x, "test data", self.snn.config.get("input_shape"))
         x, y = x.to(self.device), y.to(self.device)
         B = x.shape[0]
         step = self.chunk or max(1, min(32, 512 // B))  # ~512 images per layer call: stays in CPU caches
@@ -317,7 +319,8 @@ class Simulator:
         correct, spikes, synops, macs, lspk, lsize, n_img, ann_correct, ann_macs = self._parts()
         n_images, timesteps = int(n_img.item()), self.timesteps
         if n_images == 0:
-            raise ValueError("no images to simulate: the data is empty")
+            raise InputError("no images to simulate: the test data is empty; pass a DataLoader, Dataset or "
+                             "tensors holding at least one labelled image")
         cum_spikes, cum_ops, cum_macs = spikes.cumsum(0), synops.cumsum(0), macs.cumsum(0)
         e_ann = float(ann_macs) * E_MAC_PJ
         acc = {t: float(correct[i]) / n_images for i, t in enumerate(timesteps)}
@@ -351,6 +354,7 @@ def simulate(snn: SpikingNetwork, data, timesteps: list[int] | None = None, *, c
         ann: the original ANN, to report its accuracy on the same images.
         diagnostics: per-layer Pearson correlation between SNN rates at T_max and rate-model activations.
     """
+    check_not_empty(data[0] if isinstance(data, (tuple, list)) else data, "test data")
     sim = Simulator(snn, timesteps or snn.timesteps, chunk=chunk, ann=ann, diagnostics=diagnostics,
                     count_ops=count_ops, device=device)
     loader = _as_loader(data, batch_size)

@@ -304,7 +304,16 @@ def load_trained(out_dir: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"{meta_path} not found: {out_dir} holds no trained model (run zoo.training.train)")
     meta = json.loads(meta_path.read_text())
     model = timm.create_model(meta["arch"], **meta["arch_kwargs"])
-    model.load_state_dict(load_file(str(out_dir / meta.get("model_file", MODEL_FILE)), device=str(map_location)))
+    weights = out_dir / meta.get("model_file", MODEL_FILE)
+    try:
+        model.load_state_dict(load_file(str(weights), device=str(map_location)))
+    except RuntimeError as err:  # another architecture's (or width's) weights
+        from zoo.serialization import CheckpointError
+
+        raise CheckpointError(f"{weights}: these weights do not fit {meta['arch']} with {meta['arch_kwargs']}, the "
+                              f"architecture that {out_dir / META_FILE} names ({str(err).splitlines()[0]} ...); "
+                              "the two files come from different trainings: train again into this folder "
+                              "(dvc repro train@<model>) or restore the pair together") from err
     model.zoo_meta = meta
     return model.to(map_location).eval()
 

@@ -65,6 +65,7 @@ def convert_cmd(
     import zoo
     import zoo.models  # noqa: F401
     from zoo.data import PreparedData, prepare
+    from zoo.inputs import InputError
     from zoo.serialization import save_snn
 
     import yaml
@@ -103,9 +104,11 @@ def convert_cmd(
     if Path(model).is_dir():
         from zoo.training import load_trained
 
+        from zoo.serialization import CheckpointError
+
         try:
             ann = load_trained(model)
-        except FileNotFoundError as err:
+        except (FileNotFoundError, CheckpointError) as err:
             _fail(str(err))
         arch, arch_kwargs = ann.zoo_meta["arch"], ann.zoo_meta["arch_kwargs"]
     else:
@@ -125,10 +128,18 @@ def convert_cmd(
         except (DataNotFoundError, ValueError) as err:  # a missing data root, an unknown source
             _fail(f"--dataset {dataset}: {err}")
         data = PreparedData(tmp)
+        trained_on = getattr(ann, "zoo_meta", {}).get("input_shape")
+        if trained_on is not None and tuple(trained_on) != data.input_shape:
+            _fail(f"--dataset {dataset}: its images are {list(data.input_shape)}, but {model} was trained on "
+                  f"{list(trained_on)} images ({(ann.zoo_meta.get('dataset') or {}).get('source', 'another dataset')}); "
+                  "pass the dataset it was trained on")
         calib = torch.stack([data.calibration[i][0] for i in range(len(data.calibration))])
-        snn = zoo.convert(ann, calib, variant, config={"arch": arch, "arch_kwargs": arch_kwargs,
-                                                      "preprocess": {"mean": data.mean, "std": data.std}},
-                          **overrides)
+        try:
+            snn = zoo.convert(ann, calib, variant, config={"arch": arch, "arch_kwargs": arch_kwargs,
+                                                          "preprocess": {"mean": data.mean, "std": data.std}},
+                              **overrides)
+        except InputError as err:
+            _fail(f"--dataset {dataset}: {err}")
         save_snn(snn, out)
         typer.echo(f"wrote {out}")
         if test_images:

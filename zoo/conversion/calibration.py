@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from zoo.conversion.graph import ActPoint, act_points
+from zoo.inputs import InputError, check_images
 
 DEFAULT_BINS = 1024
 
@@ -169,14 +170,14 @@ class ActivationStats(dict):
 def iterate_inputs(data, max_batches: int | None = None) -> Iterable[Tensor]:
     """Inputs from a DataLoader/iterable of ``(x, y)`` or ``x``, a tensor, or a Dataset."""
     if isinstance(data, Tensor):
-        yield data
+        yield check_images(data, "calibration data")
         return
     if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
         data = torch.utils.data.DataLoader(data, batch_size=256)
     for i, batch in enumerate(data):
         if max_batches is not None and i >= max_batches:
             break
-        yield batch[0] if isinstance(batch, (tuple, list)) else batch
+        yield check_images(batch[0] if isinstance(batch, (tuple, list)) else batch, "calibration data")
 
 
 @torch.no_grad()
@@ -202,7 +203,7 @@ def calibrate(canonical: nn.Module, data, *, bins: int = DEFAULT_BINS, max_batch
         for p in points.values():
             p.observer = None
     if all(o.max is None for o in observers.values()):
-        raise ValueError("calibration data is empty: pass a DataLoader, Dataset or tensor with images")
+        raise InputError("calibration data is empty: pass a DataLoader, Dataset or tensor with images")
     # statistics are returned on the CPU, whatever device ran the model
     return ActivationStats({n: LayerStats(o.max.cpu(), o.range.cpu(), o.hist.cpu(), o.count) if o.max is not None
                             else LayerStats(o.max, o.range, o.hist, o.count) for n, o in observers.items()})

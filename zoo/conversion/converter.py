@@ -20,6 +20,7 @@ from zoo.conversion.correction import correction_channels, fit_corrections
 from zoo.conversion.graph import ActPoint, ConversionError, _set_module, act_points, canonicalize
 from zoo.conversion.normalization import compute_thresholds, neuron_depths, to_weight_form
 from zoo.conversion.variants import Recipe, get_variant
+from zoo.inputs import InputError
 from zoo.spiking.layer import ENCODERS, MembraneReadout, PoissonEncoder, RateGatedMaxPool2d, SoftmaxReadout, SpikeCountReadout
 from zoo.spiking.network import SpikingNetwork
 from zoo.spiking.neuron import BaseNode, IFNode, LIFNode
@@ -113,7 +114,7 @@ def build_snn(canonical: fx.GraphModule, thresholds: dict[str, Tensor], recipe: 
 def _first_batch(data) -> Tensor:
     for x in iterate_inputs(data, 1):
         return x
-    raise ValueError("calibration data is empty")
+    raise InputError("calibration data is empty: pass a DataLoader, Dataset or tensor with images")
 
 
 def convert(model: nn.Module, calibration_data=None, variant: str | Recipe = "rueckauer2017", *,
