@@ -78,7 +78,7 @@ def test_convert_a_timm_arch_with_weights(digits_data, tmp_path):
     assert snn.config["arch"] == "resnet_mini" and snn.config["preprocess"]["mean"] == data.mean
     again = zoo.simulate(snn, (xte[:128], yte[:128]), timesteps=[8, 32], progress=False).accuracy
     assert {t: round(a, 4) for t, a in again.items()} == acc
-    assert acc[32] >= ann - 0.05, (acc, ann)  # measured 2026-12-03: ANN 1.0, T=32 0.984 (T=8 0.75)
+    assert acc[32] >= ann - 0.05, (acc, ann)  # measured: ANN 1.0, T=32 0.984 (T=8 0.75)
 
 
 def test_convert_a_trained_model_directory(digits_data, tmp_path):

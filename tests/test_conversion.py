@@ -340,9 +340,9 @@ def _assert_built_as(snn, recipe):
     assert pools in ([], [{"spike_max": nn.MaxPool2d, "rate_gated": RateGatedMaxPool2d}[recipe.maxpool]])
 
 
-# The least accuracy on 64 test digits at T=32, as measured on both digits nets (2026-12-02: the analog variants
+# The least accuracy on 64 test digits at T=32, as measured on both digits nets (the analog variants
 # 0.875-1.0; the Poisson ones 0.09-0.59 at T=32, as biases dropped from a batch-normalized net leave it near
-# chance, see the README; diehl2015-model at chance, its bounds silence the deeper layers).
+# chance, see docs/results.md; diehl2015-model at chance, its bounds silence the deeper layers).
 FLOOR_AT_32 = {"rueckauer2017": 0.9, "hu2018": 0.9, "hunsberger2016": 0.8, "low-latency": 0.95, "li2021": 0.95}
 
 
@@ -375,7 +375,7 @@ def test_low_latency_beats_rueckauer_at_few_timesteps(net, digits, request):
     ann = accuracy(model, x, y)
     acc = {v: zoo.simulate(zoo.convert(model, xtr[:256], v, progress=False), (x, y), timesteps=[4, 8],
                            progress=False).accuracy for v in ["rueckauer2017", "low-latency"]}
-    # measured 2026-12-02 on one machine, ANN 98.4% / 100%: T=4 low-latency 93.8% / 87.5%, rueckauer2017
+    # measured on one machine, ANN 98.4% / 100%: T=4 low-latency 93.8% / 87.5%, rueckauer2017
     # 14.8% / 28.9%; T=8 98.4% / 98.4% against 89.8% / 48.4%. CI's machine trains a slightly different ResNet
     # (ANN 99.2%): T=4 91.4% vs 16.4%, T=8 95.3% vs 38.3%.
     assert acc["low-latency"][4] >= acc["rueckauer2017"][4] + 0.3, (ann, acc)
@@ -499,7 +499,7 @@ def test_simulate_does_not_depend_on_batch_size_or_chunk(variant, digits_resnet,
     """Batches and chunks only split the work: the same images give the same measurements whether simulated
     48 at a time in one call, 17 at a time 3 steps per call, or one by one 7 steps per call (LIF refractory
     counters, synaptic filters, rate-gated max-pool and readouts carry their state over the chunks). Measured
-    2026-12-03 on 100 images: identical accuracy at T=4/16/40, spikes equal to 1e-5 (batch 1 sums in another
+    on 100 images: identical accuracy at T=4/16/40, spikes equal to 1e-5 (batch 1 sums in another
     order). Poisson input has its own test below."""
     xtr, _, xte, yte = digits
     snn = zoo.convert(digits_resnet, xtr[:256], variant, progress=False)

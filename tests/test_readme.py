@@ -34,10 +34,26 @@ def test_readme_commands_exist():
     assert "make test" in (ROOT / ".ci/run").read_text()
 
 
-def _readme_zoo_commands() -> list[str]:
-    """Every `zoo ...` command in the README: the lines of its bash blocks (continuation lines joined, comments
-    dropped) and its inline code spans."""
+USER_DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_readme_is_a_short_undated_users_guide():
+    """At most 200 lines, no dates or commit hashes (history goes to CHANGELOG.md), and every document it
+    points to exists."""
     readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    for doc in USER_DOCS:
+        text = doc.read_text()
+        assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text), f"{doc.name}: a date; history goes to CHANGELOG.md"
+        assert not re.search(r"\bcommit [0-9a-f]{7,40}\b", text), f"{doc.name}: a commit hash"
+    for target in re.findall(r"`((?:docs|bench|zoo|pipeline)/[\w./-]+\.(?:md|py))`", readme) + ["CHANGELOG.md"]:
+        assert (ROOT / target).exists(), target
+
+
+def _readme_zoo_commands() -> list[str]:
+    """Every `zoo ...` command in the README and docs/: the lines of their bash blocks (continuation lines
+    joined, comments dropped) and their inline code spans."""
+    readme = "\n".join(doc.read_text() for doc in USER_DOCS)
     lines = []
     for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", readme, re.S):
         for line in block.replace("\\\n", " ").splitlines():

@@ -52,7 +52,7 @@ def test_published_model_matches_its_index(zoo_name, name, served, tmp_path, mon
     """`zoo.hub.remeasure` (what `zoo evaluate` runs): the published default variant through `zoo.load`, on up to
     1,000 of the images the index was measured on (the pipeline's own seeded subset when it used <= 1,000, else
     a nested seeded subset of them), at the two largest T <= MAX_T: on the index's own images within the replay
-    tolerance (3 images or 1 %; measured 2026-12-03: 0 or 1 image off, of 300 or 360), on a subset of them
+    tolerance (3 images or 1 %; measured: 0 or 1 image off, of 300 or 360), on a subset of them
     within the binomial tolerance."""
     from zoo.data import DataNotFoundError
     from zoo.hub import remeasure

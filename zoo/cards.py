@@ -303,28 +303,10 @@ def render_all(index: dict, out_dir: str | Path, *, plot: bool = True) -> list[P
     return paths + [render_zoo_readme(index, out_dir)]
 
 
-README_TIMESTEPS = (4, 16, 32, 64, 128, 256)
-
-
-def render_variant_table(index: dict, timesteps: tuple[int, ...] | None = None) -> str:
-    """Markdown table: one row per model and variant, SNN accuracy at a few T, the ANN's, energy ratio. The T
-    columns: ``timesteps``, else every evaluated T when there are at most six of them, else README_TIMESTEPS."""
-    if timesteps is None:
-        evaluated = sorted({int(t) for e in index.get("models", {}).values() for v in e.get("variants", {}).values()
-                            for t in (v.get("accuracy") or {})})
-        timesteps = tuple(evaluated) if 0 < len(evaluated) <= len(README_TIMESTEPS) else README_TIMESTEPS
-    header = ["Model", "Variant", "ANN acc."] + [f"T={t}" for t in timesteps] + ["Energy ratio (T max)"]
-    rows = []
-    for name, e in sorted(index.get("models", {}).items()):
-        for v, var in e.get("variants", {}).items():
-            acc = var.get("accuracy", {})
-            rows.append([f"`{name}`", f"`{v}`", _pct(ann_reference(e))]
-                        + [_pct(acc.get(str(t))) for t in timesteps] + [_num(var.get("energy_ratio"))])
-    return "\n".join(_table(header, rows, ["---", "---"] + ["--:"] * (len(header) - 2))) + "\n"
-
-
 def readme_block(index: dict, link_dir: str) -> str:
-    return (render_zoo_table(index, link_dir=link_dir) + "\n" + render_variant_table(index))
+    """The project README's table of a zoo: one summary row per model, linked to its card (which holds every
+    variant's figures)."""
+    return render_zoo_table(index, link_dir=link_dir)
 
 
 def sync_readme(readme: str | Path, index: dict, marker: str, link_dir: str) -> bool:

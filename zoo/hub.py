@@ -531,8 +531,8 @@ def binomial_tolerance(p: float, n: int, sigmas: float = 3.0) -> float:
 def replay_tolerance(n: int) -> float:
     """How far a deterministic SNN (analog input) re-simulated on exactly the ``n`` images of its claim may
     lie from it: 3 images or 1 %, whichever is more. Only the platform's floating-point kernels differ, which
-    can flip an image whose top two classes nearly tie (measured 2026-12-03 on an AMD EPYC, replaying the
-    published default variants: 0 or 1 image off, of 300 or 360)."""
+    can flip an image whose top two classes nearly tie (replaying the published default variants on
+    another CPU left 0 or 1 image off, of 300 or 360)."""
     return max(3, math.ceil(0.01 * n)) / n
 
 
