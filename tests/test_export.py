@@ -178,9 +178,11 @@ def test_export_does_not_depend_on_where_the_checkout_lies(tmp_path):
     assert any(p.key == "namespace" for n in proto.graph.node for p in n.metadata_props)  # the rest stays
 
 
-@pytest.mark.parametrize("name,variant", [("vgg_mini", "rueckauer2017"), ("resnet_mini", "low-latency")])
+@pytest.mark.parametrize("name,variant", [("vgg_mini", "rueckauer2017"), ("resnet_mini", "low-latency"),
+                                          ("resnet_mini", "li2021"), ("vgg_mini", "li2021")])
 def test_snn_step_looped_in_onnxruntime_matches_run(tmp_path, name, variant):
-    """low-latency: per-channel thresholds and membranes starting at half threshold."""
+    """low-latency: per-channel thresholds and membranes starting at half threshold; li2021: calibrated initial
+    membranes (v_offset), which the exported initial state must carry."""
     model = _model(name)
     torch.manual_seed(3)
     snn = zoo.convert(model, torch.rand(64, 1, 8, 8), variant, progress=False)
@@ -196,3 +198,53 @@ def test_snn_step_looped_in_onnxruntime_matches_run(tmp_path, name, variant):
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, atol=1e-4 * T, rtol=1e-4)
     assert (got.argmax(1) == ref.argmax(1)).all()
+
+
+def test_zoo_export_of_a_published_model_runs_in_onnxruntime(tmp_path, monkeypatch):
+    """`zoo export NAME -o F.onnx`: onnxruntime, looping the step graph, scores what zoo.simulate scores on the
+    same test images (the demo zoo's default variant of the ResNet, T=32), within one image."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from zoo.cli import app
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("ZOO_INDEX", str(root / "models/demo/index.json"))
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("ZOO_REMOTE", raising=False)
+    out = tmp_path / "snn.onnx"
+    r = CliRunner().invoke(app, ["export", "resnet-mini-digits", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert onnx_info(out)["metadata"]["zoo.recipe"] == zoo.load("resnet-mini-digits").config["recipe"]["name"]
+    data = zoo.test_data("resnet-mini-digits")
+    x = torch.stack([data[i][0] for i in range(160)])
+    y = torch.tensor([int(data[i][1]) for i in range(160)])
+    snn = zoo.load("resnet-mini-digits")
+    sim = zoo.simulate(snn, (x, y), [32], progress=False).accuracy[32]
+    ort = float((torch.from_numpy(zx.run_snn_onnx(out, x, 32)).argmax(1) == y).float().mean())
+    assert sim > 0.9 and abs(ort - sim) <= 1 / 160, (ort, sim)
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["resnet-mini-digits", "-v", "cao2015", "-o", "x.onnx"], 1, "analog encoder only, not PoissonEncoder"),
+    (["vgg-mini-digits", "-v", "hunsberger2016", "-o", "x.onnx"], 1, "stateful LIFNode is not supported"),
+    (["resnet-mini-digits", "-o", "x.nir"], 2, "ends in .onnx"),
+    (["resnet-mini-digits", "-f", "tflite", "-o", "x.onnx"], 2, "choose one of onnx"),
+    (["missing.safetensors", "-o", "x.onnx"], 2, "no such checkpoint"),
+    (["resnet-mini-digit", "-o", "x.onnx"], 2, "no model 'resnet-mini-digit'"),
+])
+def test_zoo_export_refuses_what_it_cannot_express_and_writes_nothing(args, code, message, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from zoo.cli import app
+
+    monkeypatch.setenv("ZOO_INDEX", str(Path(__file__).resolve().parents[1] / "models/demo/index.json"))
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("ZOO_REMOTE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["export", *args])
+    assert r.exit_code == code and message in r.output, r.output
+    assert not list(tmp_path.glob("x.*"))

@@ -225,3 +225,24 @@ def test_scale_per_channel():
 def test_invalid_reset_rejected():
     with pytest.raises(ValueError, match="subtract"):
         IFNode(1.0, reset="foo")
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("const", [True, False])
+def test_if_step_is_what_forward_computes_at_each_step(reset, const):
+    """IFNode.step (explicit state, used by the ONNX export) gives forward's spikes and membranes, with
+    per-channel thresholds, a calibrated v_offset and a bias current."""
+    from zoo.spiking.neuron import IFNode
+
+    g = torch.Generator().manual_seed(0)
+    C, B, T = 4, 3, 12
+    node = IFNode(torch.rand(C, generator=g) + 0.5, reset=reset, v_init=0.5,
+                  v_offset=torch.randn(C, generator=g) * 0.1, current=torch.randn(C, generator=g) * 0.1)
+    x = torch.rand(B, C, 5, 5, generator=g) if const else torch.rand(T * B, C, 5, 5, generator=g)
+    node.steps, node.batch = T, B
+    ref = node(x.clone()).reshape(T, B, C, 5, 5)
+    v = node.initial_v(torch.zeros(B, C, 5, 5))
+    for t in range(T):
+        out, v = node.step(x if const else x[t * B:(t + 1) * B], v)
+        torch.testing.assert_close(out, ref[t], rtol=0, atol=1e-6)
+    torch.testing.assert_close(v, node.v, rtol=0, atol=1e-5)

@@ -306,26 +306,15 @@ def assert_parity(model: nn.Module, onnx_path: str | Path, inputs: Tensor, *, at
 
 # ----------------------------------------------------------------------------------- one SNN timestep
 class _IFStep(nn.Module):
-    """One timestep of an :class:`~zoo.spiking.IFNode` with explicit state: ``(I, v) -> (out, v')``."""
+    """One timestep of an :class:`~zoo.spiking.IFNode` with explicit state, ``(I, v) -> (out, v')``: the
+    neuron's own :meth:`~zoo.spiking.IFNode.step` (calibrated input currents included)."""
 
     def __init__(self, node: nn.Module) -> None:
         super().__init__()
-        from zoo.spiking.neuron import TIE
-
-        self.register_buffer("fire", node.threshold.detach().clone() * (1.0 - TIE))
-        self.register_buffer("threshold", node.threshold.detach().clone())
-        self.register_buffer("amplitude", node.amplitude.detach().clone())
-        self.subtract = node.reset == "subtract"
-
-    @staticmethod
-    def _view(t: Tensor, ndim: int) -> Tensor:
-        return t.reshape(()) if t.numel() == 1 else t.reshape((1, -1) + (1,) * (ndim - 2))
+        self.node = copy.deepcopy(node)
 
     def forward(self, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        v = v + x
-        s = (v >= self._view(self.fire, v.ndim)).to(v.dtype)
-        v = v - s * self._view(self.threshold, v.ndim) if self.subtract else v * (1.0 - s)
-        return s * self._view(self.amplitude, v.ndim), v
+        return self.node.step(x, v)
 
 
 class _PoolStep(nn.Module):
@@ -392,7 +381,8 @@ def _step_graph(snn: nn.Module) -> tuple[fx.GraphModule, list[tuple[str, str]]]:
 
 @torch.no_grad()
 def _initial_state(snn: nn.Module, state: list[tuple[str, str]], x: Tensor) -> list[Tensor]:
-    """Zero state tensors (``v_init``-shifted for neurons) shaped as in the network, found by one traced run."""
+    """Initial state tensors shaped as in the network (found by one traced run): the neurons' initial membranes
+    (:meth:`~zoo.spiking.BaseNode.initial_v`), zeros for the rest."""
     from torch.fx.passes.shape_prop import ShapeProp
 
     shapes: dict[str, torch.Size] = {}
@@ -410,12 +400,7 @@ def _initial_state(snn: nn.Module, state: list[tuple[str, str]], x: Tensor) -> l
     init = []
     for target, kind in state:
         t = torch.zeros(shapes[target], dtype=x.dtype, device=x.device)
-        if kind == "v":
-            node = snn.body.get_submodule(target)
-            if node.v_init:
-                th = node.threshold.to(t.dtype)
-                t = t + node.v_init * (th.reshape(()) if th.numel() == 1 else th.reshape((1, -1) + (1,) * (t.ndim - 2)))
-        init.append(t)
+        init.append(snn.body.get_submodule(target).initial_v(t) if kind == "v" else t)
     return init
 
 
@@ -427,8 +412,9 @@ def export_snn_step(snn: nn.Module, example: Tensor, path: str | Path, *, opset:
     (``v_in_k`` membrane potentials of IF neurons, ``counts_in_k`` spike counts of rate-gated max-pooling);
     outputs: ``current`` (the output layer's current for this step, ``[B, K]``) and ``v_out_k``/``counts_out_k``.
     Loop it ``T`` times feeding each step's state outputs back, summing ``current``: :func:`run_snn_onnx` does
-    this and matches ``snn.run(x, T)`` (membrane readout). Initial states are zeros, except ``v_init * θ`` for
-    neurons with ``v_init``; they are stored as the metadata ``zoo.v_init`` and rebuilt by
+    this and matches ``snn.run(x, T)`` (membrane readout). Initial states are zeros, except the neurons' initial
+    membranes (``v_init * θ`` plus a calibrated ``v_offset``), stored per channel as the metadata ``zoo.v_start``
+    and rebuilt by
     :func:`snn_initial_state`. Supports IF neurons, rate-gated max-pool, analog input and membrane readout.
     """
     step, state = _step_graph(snn)
@@ -439,15 +425,22 @@ def export_snn_step(snn: nn.Module, example: Tensor, path: str | Path, *, opset:
     init = _initial_state(snn, state, example)
     names_in = [INPUT_NAME] + [f"{k}_in_{i}" for i, (_, k) in enumerate(state)]
     names_out = ["current"] + [f"{k}_out_{i}" for i, (_, k) in enumerate(state)]
-    v_init = [float(snn.body.get_submodule(t).v_init) if k == "v" else 0.0 for t, k in state]
+    v_start = [_v_start(snn.body.get_submodule(t)) if k == "v" else [0.0] for t, k in state]
     return _export_file(
         step, (example, *init), path, opset=opset, exporter=exporter, dynamic=[True] * len(names_in),
         input_names=names_in, output_names=names_out, dynamic_outputs=[True] * len(names_out),
         metadata={"zoo.kind": "snn_step", "zoo.example_batch": int(example.shape[0]), "zoo.dynamic_batch": 1,
                   "zoo.input_shape": list(example.shape[1:]), "zoo.state_layers": [t for t, _ in state],
-                  "zoo.state_kinds": [k for _, k in state], "zoo.v_init": v_init,
-                  "zoo.thresholds": [snn.body.get_submodule(t).threshold.tolist() if k == "v" else []
-                                     for t, k in state]})
+                  "zoo.state_kinds": [k for _, k in state], "zoo.v_start": v_start,
+                  "zoo.recipe": (getattr(snn, "config", {}) or {}).get("recipe", {}).get("name")})
+
+
+def _v_start(node: nn.Module) -> list[float]:
+    """A neuron's initial membrane per channel (one value for the layer where it is uniform)."""
+    v = node.initial_v(torch.zeros((1, node.threshold.numel()) if "v_offset" not in node._buffers
+                                   else (1, node.v_offset.numel())))
+    v = v.flatten()
+    return [float(v[0])] if bool((v == v[0]).all()) else v.tolist()
 
 
 def snn_initial_state(path: str | Path, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -459,16 +452,14 @@ def snn_initial_state(path: str | Path, x: np.ndarray) -> dict[str, np.ndarray]:
 
     proto = onnx.load(str(path), load_external_data=False)
     meta = {p.key: p.value for p in proto.metadata_props}
-    v_init = ast.literal_eval(meta.get("zoo.v_init", "[]"))
-    ths = ast.literal_eval(meta.get("zoo.thresholds", "[]"))
+    starts = ast.literal_eval(meta.get("zoo.v_start", "[]"))
     feeds = {}
     for k, inp in enumerate(proto.graph.input[1:]):
         dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
         shape = [x.shape[0]] + dims[1:]
-        t = np.zeros(shape, dtype=np.float32)
-        if k < len(v_init) and v_init[k]:
-            th = np.asarray(ths[k], dtype=np.float32)
-            t = t + v_init[k] * (th.reshape(()) if th.size == 1 else th.reshape((1, -1) + (1,) * (len(shape) - 2)))
+        start = np.asarray(starts[k] if k < len(starts) else [0.0], dtype=np.float32)
+        t = np.zeros(shape, dtype=np.float32) + (start.reshape(()) if start.size == 1
+                                                 else start.reshape((1, -1) + (1,) * (len(shape) - 2)))
         feeds[inp.name] = t.astype(np.float32)
     return feeds
 
@@ -489,5 +480,38 @@ def run_snn_onnx(path: str | Path, x: np.ndarray | Tensor, timesteps: int, *, th
     return total
 
 
-__all__ = ["export_onnx", "check_parity", "assert_parity", "onnx_info", "ParityError", "ExportError",
+SNN_FORMATS = ("onnx",)
+
+
+def export_snn(model: nn.Module | str | Path, path: str | Path, *, format: str = "onnx",
+               variant: str | None = None) -> Path:
+    """Export a spiking model, given as a network, a checkpoint (``.safetensors``) or a published model's name
+    (``variant``: one of its variants, default its default), to ``path`` for another runtime.
+
+    ``format="onnx"``: :func:`export_snn_step`'s one-timestep graph with explicit state, which
+    :func:`run_snn_onnx` (or any ONNX runtime, looping the state outputs back) runs for T steps.
+    """
+    from zoo.serialization import load_snn
+
+    if format not in SNN_FORMATS:
+        raise ValueError(f"format {format!r} is not supported; choose one of {SNN_FORMATS}")
+    if Path(path).suffix != ".onnx":
+        raise ValueError(f"{path}: an ONNX file ends in .onnx, e.g. {Path(path).with_suffix('.onnx')}")
+    if isinstance(model, (str, Path)):
+        source = str(model)
+        if source.endswith(".safetensors"):
+            if variant is not None:
+                raise ValueError("variant names a published model's variant; a checkpoint file is one variant")
+            model = load_snn(source)
+        else:
+            from zoo.hub import load
+
+            model = load(source, variant)
+    shape = (model.config or {}).get("input_shape")
+    if not shape:
+        raise ValueError("the network's config has no input_shape; convert it with zoo.convert, which records it")
+    return export_snn_step(model, torch.zeros((1, *shape)), path)
+
+
+__all__ = ["export_onnx", "export_snn", "SNN_FORMATS", "check_parity", "assert_parity", "onnx_info", "ParityError", "ExportError",
            "export_snn_step", "run_snn_onnx", "snn_initial_state", "EXPORTERS"]

@@ -1,4 +1,4 @@
-"""Core commands: list and show conversion variants; convert a model ad hoc."""
+"""Core commands: list and show conversion variants; convert a model ad hoc; export a spiking model."""
 from __future__ import annotations
 
 import json
@@ -146,3 +146,33 @@ def convert_cmd(
             test = torch.utils.data.Subset(data.test, range(min(test_images, len(data.test))))
             r = zoo.simulate(snn, test, ts, ann=ann)
             typer.echo(r.table())
+
+
+@app.command("export")
+def export_cmd(
+    model: str = typer.Argument(..., help="a published model's name (zoo list) or an SNN checkpoint (.safetensors)"),
+    out: Path = typer.Option(..., "--out", "-o", help="the file to write (.onnx)"),
+    variant: Optional[str] = typer.Option(None, "--variant", "-v", help="a published model's variant (default: "
+                                                                        "its default variant)"),
+    format: str = typer.Option("onnx", "--format", "-f", help="onnx: one timestep with explicit state, to loop "
+                                                              "T times (zoo.export.run_snn_onnx)"),
+) -> None:
+    """Export a spiking model to run it in another runtime."""
+    from zoo.export import SNN_FORMATS, ExportError, export_snn
+
+    if format not in SNN_FORMATS:
+        _fail(f"--format {format!r}: choose one of {', '.join(SNN_FORMATS)}")
+    if out.suffix != ".onnx":
+        _fail(f"--out {out}: an ONNX file ends in .onnx, e.g. --out {out.with_suffix('.onnx')}")
+    from zoo.hub import HubError
+    from zoo.serialization import CheckpointError
+
+    if model.endswith(".safetensors") and not Path(model).is_file():
+        _fail(f"{model}: no such checkpoint")
+    try:
+        path = export_snn(model, out, format=format, variant=variant)
+    except (HubError, CheckpointError, ValueError) as err:
+        _fail(str(err))
+    except (NotImplementedError, ExportError) as err:  # a recipe the one-step graph cannot express
+        fail(f"{model}: {err}", 1)
+    typer.echo(f"wrote {path}: run it T steps with zoo.export.run_snn_onnx({str(path)!r}, images, T)")

@@ -168,6 +168,11 @@ class BaseNode(nn.Module):
             v = v + _channel_view(self.v_offset, like.ndim).to(like.dtype)
         return v
 
+    def initial_v(self, like: Tensor) -> Tensor:
+        """The membrane potential before the first step, for one step's input ``like`` ``[B, C, ...]``:
+        ``v_init * θ`` plus the calibrated ``v_offset`` where the recipe fitted one."""
+        return self._initial_v(like, _channel_view(self.threshold, like.ndim).to(like.dtype))
+
     def rate(self, x: Tensor) -> Tensor:
         """Rate-model (ANN) equivalent of this neuron for input current ``x``: ``clamp(x/θ, 0, 1) * amplitude``
         (used by the diagnostics, which compare SNN rates with it)."""
@@ -182,6 +187,18 @@ class IFNode(BaseNode):
     With reset by subtraction and a constant input ``I`` the rate converges to ``clamp(I/θ, 0, 1)``, so the
     output ``rate * amplitude`` approximates ``clamp(I, 0, θ)`` when ``amplitude = θ`` (Rueckauer 2017).
     """
+
+    def step(self, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """One timestep with explicit state and no side effects, ``(I, v) -> (spikes * amplitude, v')``: what
+        :meth:`forward` computes at each step of a chunk (it updates in place, for speed). Traceable, so
+        exporters (:func:`zoo.export.export_snn_step`) build their graph from it."""
+        if "current" in self._buffers:
+            x = x + _channel_view(self.current, x.ndim).to(x.dtype)
+        th = _channel_view(self.threshold, v.ndim).to(v.dtype)
+        v = v + x
+        s = (v >= th * (1.0 - TIE)).to(v.dtype)
+        v = v - s * th if self.reset == "subtract" else v * (1.0 - s)
+        return s * _channel_view(self.amplitude, v.ndim).to(v.dtype), v
 
     def forward(self, x: Tensor) -> Tensor:
         xs, const, th, v, spikes = self._begin(x)
