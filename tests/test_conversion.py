@@ -322,6 +322,7 @@ def _assert_built_as(snn, recipe):
                for n in neurons), recipe.name
     if fitted:
         assert any(getattr(n, fitted).abs().sum() > 0 for n in neurons), recipe.name
+    assert all(n.signed == recipe.signed for n in neurons), recipe.name
     for n in neurons:
         if recipe.neuron == "lif":  # a ReLU on LIF neurons: spikes scaled by 1 + refractory steps (max rate kept)
             assert (n.tau_rc, n.ref_steps) == (recipe.tau_rc, round(recipe.tau_ref / recipe.dt))

@@ -326,8 +326,8 @@ class _PoolStep(nn.Module):
 
     def forward(self, x: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
         leader = self.pool(counts)
-        counts = counts + (x != 0).to(x.dtype)
-        return (self.pool(counts) - leader) * self.pool(x), counts
+        counts = counts + torch.sign(x)
+        return (self.pool(counts) - leader) * self.pool(x.abs()), counts
 
 
 def _step_graph(snn: nn.Module) -> tuple[fx.GraphModule, list[tuple[str, str]]]:
@@ -354,6 +354,9 @@ def _step_graph(snn: nn.Module) -> tuple[fx.GraphModule, list[tuple[str, str]]]:
         if isinstance(mod, IFNode):
             if mod.synapse_decay is not None:
                 raise NotImplementedError(f"{node.target}: synaptic filters are not supported by export_snn_step")
+            if mod.signed:
+                raise NotImplementedError(f"{node.target}: signed neurons carry their spike count as a second "
+                                          "state, which export_snn_step does not have yet")
             step, kind = _IFStep(mod), "v"
         elif isinstance(mod, RateGatedMaxPool2d):
             step, kind = _PoolStep(mod), "counts"

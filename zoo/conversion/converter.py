@@ -48,7 +48,7 @@ def _make_neuron(point: ActPoint, threshold: Tensor, recipe: Recipe, compensatio
                        dt=recipe.dt, gain=1.0, reset=recipe.reset, v_init=recipe.v_init, synapse_decay=synapse,
                        **corrections)
     return IFNode(lowered, amplitude=threshold, reset=recipe.reset, v_init=recipe.v_init, synapse_decay=synapse,
-                  **corrections)
+                  signed=recipe.signed, **corrections)
 
 
 def build_snn(canonical: fx.GraphModule, thresholds: dict[str, Tensor], recipe: Recipe, *,
@@ -106,7 +106,7 @@ def build_snn(canonical: fx.GraphModule, thresholds: dict[str, Tensor], recipe: 
     else:
         readout = MembraneReadout()
     cfg = dict(config or {})
-    cfg.update(recipe=recipe.model_dump(), input_shape=list(input_shape),
+    cfg.update(recipe=recipe.stored(), input_shape=list(input_shape),
                threshold_numel={n: int(t.numel()) for n, t in thresholds.items()})
     return SpikingNetwork(encoder, gm, readout, cfg)
 

@@ -60,6 +60,9 @@ class Recipe(BaseModel):
                             "that each layer's mean SNN output after correction_timesteps steps matches the ANN's: "
                             "added to the initial membrane ('potential') or to the input current ('bias')")
     correction_timesteps: int = Field(8, gt=0, description="T at which the correction is fitted")
+    signed: bool = Field(False, description="signed IF neurons with memory (Wang et al. 2022): after it has fired, a "
+                                            "neuron whose membrane falls below 0 emits a negative spike, taking "
+                                            "back a spike sent too early")
     # simulation
     timesteps: list[int] = Field(default_factory=lambda: list(DEFAULT_TIMESTEPS), description="T values to report")
     seed: int = Field(0, description="seed for Poisson input and spiking softmax")
@@ -79,7 +82,19 @@ class Recipe(BaseModel):
         if self.correction != "none" and self.form != "threshold":
             raise ValueError(f"correction={self.correction!r} needs form='threshold' (the corrections are in the "
                              "ANN's units)")
+        if self.signed and (self.neuron, self.reset) != ("if", "subtract"):
+            raise ValueError("signed=True needs neuron='if' and reset='subtract' (a negative spike undoes one "
+                             "subtraction)")
         return self
+
+    def stored(self) -> dict[str, Any]:
+        """The recipe as a checkpoint stores it: every field, except opt-in features left off (``signed``), so
+        that the checkpoints of recipes without them keep the bytes they had before those fields existed."""
+        d = self.model_dump()
+        for key, off in _STORED_WHEN_SET.items():
+            if d[key] == off:
+                del d[key]
+        return d
 
     def override(self, **changes: Any) -> "Recipe":
         return make_recipe({**self.model_dump(), **changes})
@@ -91,6 +106,10 @@ class Recipe(BaseModel):
     @classmethod
     def field_help(cls) -> dict[str, str]:
         return {name: (f.description or "") for name, f in cls.model_fields.items()}
+
+
+#: opt-in recipe fields a checkpoint stores only when they are on (read back as their default when absent)
+_STORED_WHEN_SET = {"signed": False}
 
 
 def _format_error(err: ValidationError) -> str:
@@ -204,12 +223,19 @@ _SEEDS = [
          neuron="if", reset="subtract", encoder="analog", readout="membrane", bias="current", norm="trained",
          v_init=0.5, maxpool="rate_gated", correction="potential", correction_timesteps=8),
 ]
+_SEEDS.append(dict(
+    name="wang2022", reference="Wang et al. 2022 (IJCAI), signed neuron with memory; on Bu et al. 2022's QCFS",
+    description="bu2022 with signed neurons: after it has fired, a neuron whose membrane falls below 0 emits a "
+                "negative spike and takes one spike back, so its net spike count follows the rounded sum of its "
+                "input instead of keeping spikes sent too early (the unevenness error of few timesteps).",
+    neuron="if", reset="subtract", encoder="analog", readout="membrane", bias="current", norm="trained",
+    v_init=0.5, maxpool="rate_gated", signed=True))
 for _fields in _SEEDS:
     register_variant(make_recipe(_fields))
 
 SEED_VARIANTS = ["cao2015", "diehl2015-model", "diehl2015-data", "rueckauer2017", "hu2018", "hunsberger2016"]
 #: variants that need a QCFS-trained ANN (``act: qcfs``): their thresholds are its trained ones
-QCFS_VARIANTS = ["bu2022", "bu2022-calibrated"]
+QCFS_VARIANTS = ["bu2022", "bu2022-calibrated", "wang2022"]
 
 __all__ = ["Recipe", "VariantError", "variants", "get_variant", "register_variant", "make_recipe",
            "SEED_VARIANTS", "QCFS_VARIANTS", "DEFAULT_TIMESTEPS"]

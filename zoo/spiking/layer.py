@@ -58,7 +58,8 @@ class RateGatedMaxPool2d(_Stateful):
     Each window passes the spikes of its leading neuron, the one that has fired most so far: an output spike
     is emitted when the window's largest spike count grows. The output count therefore equals the largest
     input count at every step (a leader change alone emits nothing), so the output rate converges to the
-    maximum of the input rates, as max-pooling does in the ANN. Spikes keep their value (θ or 1).
+    maximum of the input rates, as max-pooling does in the ANN. Spikes keep their value (θ or 1). A negative
+    spike (signed neurons) lowers its neuron's count, and the window's output follows its largest count down.
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> None:
@@ -85,9 +86,9 @@ class RateGatedMaxPool2d(_Stateful):
         leader = self.leader if self.leader is not None else self._pool(counts)
         outs = []
         for t in range(xs.shape[0]):
-            counts = counts + (xs[t] != 0).to(xs.dtype)
+            counts = counts + torch.sign(xs[t])  # signed neurons' negative spikes take a spike back
             new_leader = self._pool(counts)
-            outs.append((new_leader - leader) * self._pool(xs[t]))
+            outs.append((new_leader - leader) * self._pool(xs[t].abs()))
             leader = new_leader
         self.counts, self.leader = counts, leader
         return torch.stack(outs).flatten(0, 1)

@@ -67,8 +67,13 @@ class BaseNode(nn.Module):
         synapse_decay: float | None = None,
         v_offset: Tensor | None = None,
         current: Tensor | None = None,
+        signed: bool = False,
     ) -> None:
         super().__init__()
+        if signed and reset != "subtract":
+            raise ValueError("signed neurons take a spike back by adding θ, the inverse of a reset by subtraction; "
+                             "use reset='subtract'")
+        self.signed = bool(signed)
         if reset not in RESETS:
             raise ValueError(f"reset={reset!r} is not valid; choose one of {RESETS}")
         threshold = torch.as_tensor(threshold, dtype=torch.float32).reshape(-1)
@@ -97,6 +102,7 @@ class BaseNode(nn.Module):
     def _state_init(self) -> None:
         self.v: Tensor | None = None
         self.trace: Tensor | None = None
+        self.count: Tensor | None = None  # signed neurons: net spikes emitted so far
 
     def _apply(self, fn, recurse: bool = True):
         super()._apply(fn, recurse)
@@ -112,7 +118,7 @@ class BaseNode(nn.Module):
     def extra_repr(self) -> str:
         th = self.threshold
         th_s = f"{th.item():.4g}" if th.numel() == 1 else f"[{th.numel()} channels]"
-        return f"threshold={th_s}, reset={self.reset}, v_init={self.v_init}"
+        return f"threshold={th_s}, reset={self.reset}, v_init={self.v_init}" + (", signed" if self.signed else "")
 
     # -- layout helpers -------------------------------------------------------------------------------
     def _split_time(self, x: Tensor) -> tuple[Tensor, bool]:
@@ -131,8 +137,8 @@ class BaseNode(nn.Module):
         """Record/count binary spikes ``[T, B, ...]``, scale by amplitude, filter, flatten to ``[T*B, ...]``."""
         if self.record:
             self.recorded.append(spikes.detach().clone())
-        if self.count_spikes:
-            per_step = spikes.reshape(spikes.shape[0], -1).sum(1)
+        if self.count_spikes:  # spike events: a negative spike is one too
+            per_step = (spikes.abs() if self.signed else spikes).reshape(spikes.shape[0], -1).sum(1)
             summed = spikes.sum(0)
             self.spike_counts = per_step if self.spike_counts is None else torch.cat([self.spike_counts, per_step])
             self.rate_sum = summed if self.rate_sum is None else self.rate_sum + summed
@@ -186,12 +192,33 @@ class IFNode(BaseNode):
 
     With reset by subtraction and a constant input ``I`` the rate converges to ``clamp(I/θ, 0, 1)``, so the
     output ``rate * amplitude`` approximates ``clamp(I, 0, θ)`` when ``amplitude = θ`` (Rueckauer 2017).
+
+    ``signed=True`` (signed neuron with memory, Wang et al. 2022): a neuron whose membrane falls below 0 while it
+    has a positive net spike count emits a negative spike (``-amplitude``) and its membrane gains θ back. Spikes
+    sent too early, before a later negative input, are thus taken back, and the net count stays the rounded
+    running sum of the input (with ``v_init = 0.5``), clipped to [0, steps].
     """
+
+    def _signed_forward(self, xs: Tensor, const: bool, th: Tensor, v: Tensor, spikes: Tensor) -> Tensor:
+        count = self.count if self.count is not None else torch.zeros_like(v)
+        fire = th * (1.0 - TIE)
+        for t in range(self.steps):  # in place, as forward: s = [v >= θ] - [v < 0 and count > 0]
+            v.add_(xs if const else xs[t])
+            s = spikes[t]
+            torch.ge(v, fire, out=s)
+            s.sub_(torch.logical_and(v < 0, count > 0).to(s.dtype))
+            count.add_(s)
+            v.addcmul_(s, th, value=-1.0)
+        self.v, self.count = v, count
+        return self._finish(spikes)
 
     def step(self, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """One timestep with explicit state and no side effects, ``(I, v) -> (spikes * amplitude, v')``: what
         :meth:`forward` computes at each step of a chunk (it updates in place, for speed). Traceable, so
         exporters (:func:`zoo.export.export_snn_step`) build their graph from it."""
+        if self.signed:
+            raise NotImplementedError("signed neurons carry their spike count as a second state, which the "
+                                      "one-step export does not have yet")
         if "current" in self._buffers:
             x = x + _channel_view(self.current, x.ndim).to(x.dtype)
         th = _channel_view(self.threshold, v.ndim).to(v.dtype)
@@ -202,6 +229,8 @@ class IFNode(BaseNode):
 
     def forward(self, x: Tensor) -> Tensor:
         xs, const, th, v, spikes = self._begin(x)
+        if self.signed:
+            return self._signed_forward(xs, const, th, v, spikes)
         T = self.steps
         scalar = self.threshold.numel() == 1
         th_f = float(self.threshold.item()) if scalar else None
@@ -242,6 +271,8 @@ class LIFNode(BaseNode):
         **kwargs,
     ) -> None:
         super().__init__(threshold, **kwargs)
+        if self.signed:
+            raise ValueError("signed neurons are IF neurons (IFNode); LIFNode has no negative spikes")
         if tau_rc <= 0 or dt <= 0 or tau_ref < 0:
             raise ValueError("LIFNode needs tau_rc > 0, dt > 0 and tau_ref >= 0")
         self.tau_rc, self.tau_ref, self.dt, self.gain = float(tau_rc), float(tau_ref), float(dt), float(gain)
