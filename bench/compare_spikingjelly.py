@@ -82,6 +82,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "resnet20_cifar": dict(arch="resnet20_cifar", key="sresnet20-cifar10", dataset="cifar10"),
     "vgg16_cifar": dict(arch="vgg16_cifar", key="vgg16-cifar10", dataset="cifar10"),
     "resnet20_cifar_qcfs": dict(arch="resnet20_cifar", key="sresnet20-qcfs-cifar10", dataset="cifar10"),
+    "vgg16_cifar_qcfs": dict(arch="vgg16_cifar", key="vgg16-qcfs-cifar10", dataset="cifar10"),
 }
 DIGITS_TRAIN = dict(epochs=25, batch_size=64, lr=0.005, optimizer="adamw", weight_decay=5e-4, label_smoothing=0.0,
                     val_fraction=0.0)
