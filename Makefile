@@ -7,7 +7,7 @@ TEST_WORKERS ?= 2
 export ZOO_DATA_DIR ?= $(abspath ../shared/data)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(abspath mlflow.db)
 
-.PHONY: help venv demo zoo test test-fast bench clean
+.PHONY: help venv demo zoo test test-fast bench wheel clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -36,6 +36,10 @@ test-fast: $(STAMP)  ## the suite without the slow end-to-end tests
 bench: $(STAMP)  ## ANN vs SNN timestep cost (bench/README.md)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/timestep_cost.py
+
+wheel: $(STAMP)  ## build dist/snn_zoo-*.whl, with the published zoo indexes inside (setup.py; no download)
+	rm -rf build dist/snn_zoo-*.whl
+	$(BIN)/python -m pip wheel --no-deps --no-build-isolation --no-index -w dist .
 
 clean:  ## remove caches (keeps .venv and models/)
 	rm -rf .pytest_cache mlruns lightning_logs

@@ -416,6 +416,7 @@ def test_read_index_sources(zoo_env, monkeypatch):
     # no ZOO_INDEX and no checkout index: fetched from the remote, cached for offline use
     monkeypatch.delenv("ZOO_INDEX")
     monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: zoo_env.tmp / "no-checkout" / "models" / "zoo")
+    monkeypatch.setattr(hub, "_packaged_zoo_dir", lambda: zoo_env.tmp / "no-package" / "_published" / "zoo")
     assert hub.read_index() == zoo_env.index
     assert (zoo_env.cache / "index.json").is_file()
     zoo_env.server.stop()
@@ -471,6 +472,41 @@ def test_checkout_index_joins_the_other_published_zoos(zoo_env, monkeypatch):
     with pytest.raises(hub.IndexFormatError, match=r"sresnet20-cifar10.*published twice.*zoo/index\.json.*"
                                                    r"zoo-large/index\.json"):
         hub.read_index()
+
+
+def test_installed_package_reads_its_shipped_index_with_files_at_the_default_remote(zoo_env, monkeypatch):
+    """Without a checkout, the indexes shipped in the package (zoo/_published/<zoo>/index.json, tests/test_wheel.py
+    builds the real ones) are joined as the checkout joins its zoos; each model's files are at
+    DEFAULT_REMOTE/<its zoo folder> unless ZOO_REMOTE says otherwise; a checkout, and ZOO_INDEX, still win."""
+    shipped = zoo_env.tmp / "site-packages" / "zoo" / hub.PACKAGED_DIR
+    full, large = shipped / "zoo", shipped / "zoo-large"
+    index = copy.deepcopy(zoo_env.index)  # the files stay on the remote: only the indexes ship
+    big = index["models"].pop("svgg11-mnist")
+    for d, idx in ((full, index), (large, {"schema": 1, "models": {"svgg11-mnist": big}})):
+        d.mkdir(parents=True)
+        hub.write_index(idx, d / "index.json")
+    monkeypatch.delenv("ZOO_INDEX")
+    monkeypatch.delenv("ZOO_REMOTE")
+    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: zoo_env.tmp / "no-checkout" / "models" / "zoo")
+    monkeypatch.setattr(hub, "_packaged_zoo_dir", lambda: full)
+    assert hub.packaged_zoo_dirs() == [full, large]
+    joined = hub.read_index()
+    assert {n: {k: v for k, v in e.items() if k != "remote"} for n, e in joined["models"].items()} == \
+        dict(index["models"], **{"svgg11-mnist": big})
+    assert hub.remote_url(joined, joined["models"]["sresnet20-cifar10"]) == f"{hub.DEFAULT_REMOTE}/zoo"
+    assert hub.remote_url(joined, joined["models"]["svgg11-mnist"]) == f"{hub.DEFAULT_REMOTE}/zoo-large"
+    assert hub.DEFAULT_REMOTE.startswith("https://")
+    assert [r["name"] for r in hub.list_models()] == ["sresnet20-cifar10", "svgg11-mnist"]
+    # ZOO_REMOTE overrides the default for every model (here: the flat folder the zoo_env server serves)
+    monkeypatch.setenv("ZOO_REMOTE", zoo_env.server.url)
+    assert _sha(hub.pull("svgg11-mnist")) == big["variants"]["hu2018"]["sha256"]
+    assert hub.read_index() == joined and zoo_env.server.requests == ["/svgg11-mnist.hu2018.safetensors"]
+    # a checkout's zoos, and ZOO_INDEX, come before the shipped index
+    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: zoo_env.remote)
+    assert hub.read_index() == zoo_env.index
+    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: zoo_env.tmp / "no-checkout" / "models" / "zoo")
+    monkeypatch.setenv("ZOO_INDEX", str(large / "index.json"))
+    assert list(hub.read_index()["models"]) == ["svgg11-mnist"]
 
 
 def test_remote_resolution_order(zoo_env, monkeypatch):

@@ -14,11 +14,16 @@ Where things come from (environment variables first):
     ``index.json`` is read). Default: the checkout's ``models/zoo/index.json`` (found relative to the
     package) together with the other published zoos beside it, ``models/zoo-<name>/index.json`` (the
     pipeline's ``zoos.large`` is ``models/zoo-large``): one index whose entries from those zoos carry their
-    directory as ``"remote"``; else ``<remote>/index.json``.
+    directory as ``"remote"``; else, in an installed package (no checkout), the same indexes shipped with it
+    (``zoo/_published/<zoo dir>/index.json``, copied byte for byte from the checkout's ``models/`` when the
+    wheel is built: ``setup.py``), joined the same way, their files at the :data:`DEFAULT_REMOTE`; else
+    ``<remote>/index.json``.
 ``ZOO_REMOTE``
-    The base URL the model files are downloaded from. Default: the entry's or else the index's ``"remote"``
-    field if it has one, else the place the index was read from (``ZOO_INDEX=/srv/zoo-large/index.json``
-    fetches ``/srv/zoo-large/<model>/<variant>.safetensors``; an ``http(s)://`` index likewise), else the
+    The base URL the model files are downloaded from (``<remote>/<model>/<variant>.safetensors``), for every
+    model. Default: the entry's or else the index's ``"remote"`` field if it has one, else the place the index
+    was read from (``ZOO_INDEX=/srv/zoo-large/index.json`` fetches ``/srv/zoo-large/<model>/<variant>.safetensors``;
+    an ``http(s)://`` index likewise; for the index shipped with an installed package, the default remote
+    ``DEFAULT_REMOTE/<zoo dir>``, e.g. ``https://github.com/snn-zoo/snn-zoo/raw/main/models/zoo``), else the
     local checkout's ``models/zoo/`` directory as a ``file://`` URL (when that directory exists, i.e. when
     snn-zoo runs from a source checkout). Supported: ``http://``, ``https://``, ``file://``, plain paths
     and ``dvc://<repo-url-or-path>[?rev=<rev>&dir=<dir-in-repo>&remote=<dvc-remote>]`` (read through
@@ -59,7 +64,7 @@ __all__ = [
     "UnsafeFileError",
     "RemoteError", "ChecksumError", "read_index", "write_index", "validate_index", "list_models", "info",
     "ann_reference", "best_result", "remote_url", "cache_dir", "cached_path", "pull", "load", "resolve_variant",
-    "checkout_zoo_dirs",
+    "checkout_zoo_dirs", "packaged_zoo_dirs", "DEFAULT_REMOTE",
     "test_data", "NormalizedDataset", "binomial_tolerance", "remeasure",
 ]
 
@@ -75,6 +80,12 @@ TIMEOUT_S = 60.0
 CHUNK = 1 << 20
 MAX_INDEX_BYTES = 64 << 20
 USER_AGENT = "snn-zoo (+https://github.com/snn-zoo)"
+#: Where an installed package (no checkout) downloads the files of its shipped index from: the repository's
+#: ``models/`` folder on its Git host, each zoo in its own folder (``<DEFAULT_REMOTE>/zoo``,
+#: ``<DEFAULT_REMOTE>/zoo-qcfs``, ...). ``ZOO_REMOTE`` overrides it (docs/using-the-zoo.md).
+DEFAULT_REMOTE = "https://github.com/snn-zoo/snn-zoo/raw/main/models"
+#: The folder of the package that holds the shipped indexes, ``<zoo dir>/index.json`` (written by setup.py).
+PACKAGED_DIR = "_published"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _FILE_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9._+-]*/)?[A-Za-z0-9][A-Za-z0-9._+-]*\.safetensors")
@@ -261,18 +272,48 @@ def repo_index_path() -> Path:
     return _repo_zoo_dir() / INDEX_NAME
 
 
+def _zoo_dirs(d: Path) -> list[Path]:
+    """``d`` first (when it has an index), then every ``<d>-<name>`` beside it that holds an ``index.json``,
+    sorted by name."""
+    extra = sorted(p for p in d.parent.glob(f"{d.name}-*") if (p / INDEX_NAME).is_file()) if d.parent.is_dir() else []
+    return ([d] if (d / INDEX_NAME).is_file() else []) + extra
+
+
 def checkout_zoo_dirs() -> list[Path]:
     """The published zoos of the source checkout: ``models/zoo`` first (when it has an index), then every
     ``models/zoo-<name>`` beside it that holds an ``index.json``, sorted by name."""
-    d = _repo_zoo_dir()
-    extra = sorted(p for p in d.parent.glob(f"{d.name}-*") if (p / INDEX_NAME).is_file()) if d.parent.is_dir() else []
-    return ([d] if (d / INDEX_NAME).is_file() else []) + extra
+    return _zoo_dirs(_repo_zoo_dir())
+
+
+def packaged_zoo_dirs() -> list[Path]:
+    """The published zoos shipped with an installed package, in the order of :func:`checkout_zoo_dirs`:
+    ``zoo/_published/zoo``, ``zoo/_published/zoo-<name>``, each with the ``index.json`` of the checkout's
+    ``models/`` folder of that name (copied when the wheel was built). Empty in a checkout."""
+    return _zoo_dirs(_packaged_zoo_dir())
+
+
+def _packaged_zoo_dir() -> Path:
+    """``zoo/_published/zoo`` of the installed package (written by setup.py; absent in a checkout)."""
+    return Path(__file__).resolve().parent / PACKAGED_DIR / "zoo"
 
 
 def _read_checkout_index() -> dict:
     """The checkout's zoos as one index: ``models/zoo``'s, with the models of the other zoos added, each with
     its own directory (or its index's remote) as ``"remote"``. A name published by two zoos is an error."""
-    dirs = checkout_zoo_dirs()
+    return _join_zoos(checkout_zoo_dirs(), lambda d: d.as_uri())
+
+
+def _read_packaged_index(dirs: list[Path]) -> dict:
+    """The indexes shipped with the package, joined as :func:`_read_checkout_index` joins the checkout's, their
+    files at :data:`DEFAULT_REMOTE` (``<DEFAULT_REMOTE>/<zoo dir>``): the first zoo's as the place the index
+    was read from, the others' as each entry's ``"remote"``."""
+    return _located(_join_zoos(dirs, lambda d: _join(DEFAULT_REMOTE, d.name)), _join(DEFAULT_REMOTE, dirs[0].name))
+
+
+def _join_zoos(dirs: list[Path], remote_of) -> dict:
+    """The zoos in ``dirs`` as one index: the first's, with the models of the others added, each with
+    ``remote_of(its dir)`` (or its own or its index's remote) as ``"remote"``. A name published twice is an
+    error."""
     index = _parse_index(dirs[0].joinpath(INDEX_NAME).read_bytes(), str(dirs[0] / INDEX_NAME))
     index = dict(index, models=dict(index["models"]))
     origin = {name: dirs[0] for name in index["models"]}
@@ -283,7 +324,7 @@ def _read_checkout_index() -> dict:
                 raise IndexFormatError(f"model {name!r} is published twice, in {origin[name] / INDEX_NAME} and "
                                        f"{d / INDEX_NAME}: remove it from one zoo (params.yaml zoos.<zoo>.models) "
                                        "and republish")
-            index["models"][name] = dict(entry, remote=entry.get("remote") or other.get("remote") or d.as_uri())
+            index["models"][name] = dict(entry, remote=entry.get("remote") or other.get("remote") or remote_of(d))
             origin[name] = d
     return index
 
@@ -345,7 +386,8 @@ def read_index(path: str | Path | None = None) -> dict:
     """Read and validate the zoo index.
 
     ``path`` (a path or URL), else ``$ZOO_INDEX``, else the checkout's ``models/zoo/index.json`` merged with
-    its other published zoos (:func:`checkout_zoo_dirs`), else
+    its other published zoos (:func:`checkout_zoo_dirs`), else the same indexes shipped with an installed
+    package (:func:`packaged_zoo_dirs`; their files at :data:`DEFAULT_REMOTE`), else
     ``index.json`` fetched from :func:`remote_url` (a copy is kept in the cache and used when offline).
     """
     src = str(path) if path is not None else os.environ.get(ENV_INDEX)
@@ -363,6 +405,9 @@ def read_index(path: str | Path | None = None) -> dict:
         return _located(_parse_index(_fetch_bytes(base, name), src), base)
     if repo_index_path().is_file():
         return _read_checkout_index()
+    shipped = packaged_zoo_dirs()
+    if shipped:
+        return _read_packaged_index(shipped)
     base = remote_url(None)
     cached = cache_dir() / INDEX_NAME
     try:
@@ -633,7 +678,8 @@ def remote_url(index: dict | None = None, entry: dict | None = None) -> str:
     """The base URL the files of ``entry`` (a model of ``index``) are fetched from.
 
     ``$ZOO_REMOTE``, else ``entry["remote"]``, else ``index["remote"]``, else the location ``index`` was read
-    from (by :func:`read_index` from a path or URL: the files lie next to their index), else the default: the
+    from (by :func:`read_index` from a path or URL: the files lie next to their index; the index shipped with
+    an installed package: ``<DEFAULT_REMOTE>/<zoo dir>``), else the default: the
     local checkout's ``models/zoo/`` directory as a ``file://`` URL (only when that directory exists, i.e.
     running from a source checkout).
     """
