@@ -25,7 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 import zoo  # noqa: E402
 from zoo.evaluation import eval_subset  # noqa: E402
-from zoo.export import _session, export_snn, snn_initial_state  # noqa: E402
+from zoo.export import _session  # noqa: E402
+from zoo.interchange import export_snn  # noqa: E402
+from zoo.interchange.onnx import snn_initial_state  # noqa: E402
 
 
 def onnx_predictions(path: Path, x: np.ndarray, timesteps: list[int], threads: int) -> dict[int, np.ndarray]:

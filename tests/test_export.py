@@ -14,6 +14,7 @@ from onnx import numpy_helper
 import zoo
 import zoo.models  # noqa: F401 - registers the architectures
 from zoo import export as zx
+from zoo.interchange import onnx as zstep
 from zoo.export import ExportError, ParityError, assert_parity, check_parity, export_onnx, onnx_info
 
 
@@ -186,7 +187,7 @@ def test_snn_step_looped_in_onnxruntime_matches_run(tmp_path, name, variant):
     model = _model(name)
     torch.manual_seed(3)
     snn = zoo.convert(model, torch.rand(64, 1, 8, 8), variant, progress=False)
-    path = zx.export_snn_step(snn, torch.rand(2, 1, 8, 8), tmp_path / "step.onnx")
+    path = zstep.export_snn_step(snn, torch.rand(2, 1, 8, 8), tmp_path / "step.onnx")
     _only_file(tmp_path, "step.onnx")
     info = onnx_info(path)
     assert info["inputs"][0] == "input" and info["outputs"][0] == "current"
@@ -194,7 +195,7 @@ def test_snn_step_looped_in_onnxruntime_matches_run(tmp_path, name, variant):
     x = torch.rand(5, 1, 8, 8)
     T = 24
     ref = snn.run(x, T, chunk=8).numpy()
-    got = zx.run_snn_onnx(path, x, T)
+    got = zstep.run_snn_onnx(path, x, T)
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, atol=1e-4 * T, rtol=1e-4)
     assert (got.argmax(1) == ref.argmax(1)).all()
@@ -222,14 +223,15 @@ def test_zoo_export_of_a_published_model_runs_in_onnxruntime(tmp_path, monkeypat
     y = torch.tensor([int(data[i][1]) for i in range(160)])
     snn = zoo.load("resnet-mini-digits")
     sim = zoo.simulate(snn, (x, y), [32], progress=False).accuracy[32]
-    ort = float((torch.from_numpy(zx.run_snn_onnx(out, x, 32)).argmax(1) == y).float().mean())
+    ort = float((torch.from_numpy(zstep.run_snn_onnx(out, x, 32)).argmax(1) == y).float().mean())
     assert sim > 0.9 and abs(ort - sim) <= 1 / 160, (ort, sim)
 
 
 @pytest.mark.parametrize("args,code,message", [
     (["resnet-mini-digits", "-v", "cao2015", "-o", "x.onnx"], 1, "analog encoder only, not PoissonEncoder"),
     (["vgg-mini-digits", "-v", "hunsberger2016", "-o", "x.onnx"], 1, "stateful LIFNode is not supported"),
-    (["resnet-mini-digits", "-o", "x.nir"], 2, "ends in .onnx"),
+    (["resnet-mini-digits", "-f", "onnx", "-o", "x.nir"], 2, "ends in .onnx"),
+    (["resnet-mini-digits", "-o", "x.h5"], 2, "name a .onnx or .nir file"),
     (["resnet-mini-digits", "-f", "tflite", "-o", "x.onnx"], 2, "choose one of onnx"),
     (["missing.safetensors", "-o", "x.onnx"], 2, "no such checkpoint"),
     (["resnet-mini-digit", "-o", "x.onnx"], 2, "no model 'resnet-mini-digit'"),

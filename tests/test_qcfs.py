@@ -267,7 +267,7 @@ def test_checkpoints_store_signed_only_when_on():
 
 
 def test_signed_neurons_misuse_is_explained(qcfs_cnn, digits, tmp_path):
-    from zoo.export import export_snn_step
+    from zoo.interchange.onnx import export_snn_step
 
     with pytest.raises(VariantError, match="signed=True needs neuron='if' and reset='subtract'"):
         zoo.get_variant("wang2022", reset="zero")

@@ -36,6 +36,8 @@ _LAZY = {
     "load_snn": "zoo.serialization",
     "save_snn": "zoo.serialization",
     "test_data": "zoo.hub",
+    "load_nir": "zoo.interchange.nir",
+    "export_snn": "zoo.interchange",
 }
 
 

@@ -151,19 +151,27 @@ def convert_cmd(
 @app.command("export")
 def export_cmd(
     model: str = typer.Argument(..., help="a published model's name (zoo list) or an SNN checkpoint (.safetensors)"),
-    out: Path = typer.Option(..., "--out", "-o", help="the file to write (.onnx)"),
+    out: Path = typer.Option(..., "--out", "-o", help="the file to write: .onnx or .nir"),
     variant: Optional[str] = typer.Option(None, "--variant", "-v", help="a published model's variant (default: "
                                                                         "its default variant)"),
-    format: str = typer.Option("onnx", "--format", "-f", help="onnx: one timestep with explicit state, to loop "
-                                                              "T times (zoo.export.run_snn_onnx)"),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="onnx: one timestep with explicit state, "
+                                         "to loop T times (zoo.interchange.onnx.run_snn_onnx); nir: the "
+                                         "Neuromorphic Intermediate Representation (zoo.load_nir reads it back). "
+                                         "Default: from the suffix of --out"),
 ) -> None:
-    """Export a spiking model to run it in another runtime."""
-    from zoo.export import SNN_FORMATS, ExportError, export_snn
+    """Export a spiking model to run it in another runtime (onnxruntime, snnTorch, Norse, Sinabs, ...)."""
+    from zoo.export import ExportError
+    from zoo.interchange import SNN_FORMATS, export_snn
 
+    if format is None:
+        format = next((f for f, suffix in SNN_FORMATS.items() if out.suffix == suffix), None)
+        if format is None:
+            _fail(f"--out {out}: name a .onnx or .nir file, or choose --format {' or '.join(SNN_FORMATS)}")
     if format not in SNN_FORMATS:
         _fail(f"--format {format!r}: choose one of {', '.join(SNN_FORMATS)}")
-    if out.suffix != ".onnx":
-        _fail(f"--out {out}: an ONNX file ends in .onnx, e.g. --out {out.with_suffix('.onnx')}")
+    if out.suffix != SNN_FORMATS[format]:
+        _fail(f"--out {out}: a {format.upper()} file ends in {SNN_FORMATS[format]}, e.g. --out "
+              f"{out.with_suffix(SNN_FORMATS[format])}")
     from zoo.hub import HubError
     from zoo.serialization import CheckpointError
 
@@ -173,6 +181,30 @@ def export_cmd(
         path = export_snn(model, out, format=format, variant=variant)
     except (HubError, CheckpointError, ValueError) as err:
         _fail(str(err))
-    except (NotImplementedError, ExportError) as err:  # a recipe the one-step graph cannot express
+    except (NotImplementedError, ExportError) as err:  # a recipe the format cannot express
         fail(f"{model}: {err}", 1)
-    typer.echo(f"wrote {path}: run it T steps with zoo.export.run_snn_onnx({str(path)!r}, images, T)")
+    if format == "nir":
+        typer.echo(f"wrote {path}: read it back with zoo.load_nir({str(path)!r}), or in snnTorch, Norse, Sinabs")
+    else:
+        typer.echo(f"wrote {path}: run it T steps with zoo.interchange.onnx.run_snn_onnx({str(path)!r}, images, T)")
+
+
+@app.command("import")
+def import_cmd(
+    source: Path = typer.Argument(..., help="a .nir file (zoo export -o F.nir writes one)"),
+    out: Path = typer.Option(..., "--out", "-o", help="the SNN checkpoint to write (.safetensors)"),
+) -> None:
+    """Import a NIR graph as an SNN checkpoint that zoo simulate, zoo export and zoo.load_snn read."""
+    from zoo.interchange.nir import NIRImportError, load_nir
+    from zoo.serialization import CheckpointError, save_snn
+
+    if not source.is_file():
+        _fail(f"{source}: no such file")
+    if out.suffix != ".safetensors":
+        _fail(f"--out {out}: a checkpoint ends in .safetensors, e.g. --out {out.with_suffix('.safetensors')}")
+    try:
+        snn = load_nir(source)
+        save_snn(snn, out)
+    except (NIRImportError, CheckpointError, OSError) as err:
+        _fail(f"{source}: {err}")
+    typer.echo(f"wrote {out}")

@@ -215,7 +215,7 @@ class IFNode(BaseNode):
     def step(self, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """One timestep with explicit state and no side effects, ``(I, v) -> (spikes * amplitude, v')``: what
         :meth:`forward` computes at each step of a chunk (it updates in place, for speed). Traceable, so
-        exporters (:func:`zoo.export.export_snn_step`) build their graph from it."""
+        exporters (:func:`zoo.interchange.onnx.export_snn_step`) build their graph from it."""
         if self.signed:
             raise NotImplementedError("signed neurons carry their spike count as a second state, which the "
                                       "one-step export does not have yet")
