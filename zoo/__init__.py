@@ -61,4 +61,4 @@ def load(name: str, variant: str | None = None, *, ann: bool = False):
 
 __all__ = ["convert", "simulate", "variants", "load", "get_variant", "calibrate", "Recipe", "SimulationResult",
            "SpikingNetwork", "ActivationStats", "ConversionError", "VariantError", "reset_net", "load_snn",
-           "save_snn", "test_data", "__version__"]
+           "save_snn", "test_data", "load_nir", "export_snn", "__version__"]
