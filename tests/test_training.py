@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from zoo.augment import random_crop, random_hflip, resolve_augment
 from zoo.data import PreparedData, prepare
-from zoo.training import (ResumableOneCycleLR, evaluate, load_trained, random_crop, random_hflip, resolve_augment,
-                          train)
+from zoo.training import ResumableOneCycleLR, evaluate, load_trained, train
 
 FAST = dict(batch_size=64, lr=0.05, optimizer="sgd", weight_decay=5e-4, label_smoothing=0.1, seed=0, progress=False)
 

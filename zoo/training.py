@@ -27,17 +27,14 @@ Details:
   resumed 5 + 5 epoch run is not bit-identical to a fresh 10 epoch run. Otherwise training starts over (the
   reason is logged) and last.ckpt is overwritten.
 * Memory format: ``channels_last=True`` keeps the model's 4-D weights and every batch in channels-last
-  (NHWC) layout, which oneDNN / cuDNN convolutions run faster (``bench/train_step.py``, one training step of
-  batch 128 on 2 CPU threads: ResNet-20 1.4x, half-width VGG-16 1.2x, Inception 1.5x). A runtime setting like ``devices``: it does
-  not enter the hyperparameters, a checkpoint resumes under either layout, and model.safetensors is always
-  written contiguous (NCHW), so the outputs differ only by floating-point summation order.
+  (NHWC) layout, which oneDNN / cuDNN convolutions run faster (``bench/train_step.py``). A runtime setting like
+  ``devices``: it does not enter the hyperparameters, a checkpoint resumes under either layout, and
+  model.safetensors is always written contiguous (NCHW), so the outputs differ only by summation order.
 * Precision: ``precision="bf16-mixed"`` runs forward and backward under bfloat16 autocast (CPU or GPU) while
   weights, optimizer state and checkpoints stay float32; the test accuracy in meta.json is measured in float32,
-  as the converter sees the weights. On the 2-core AVX512-BF16 development CPU one Inception training step
-  (half width, batch 128, channels-last) took 0.46 s against 0.69 s in float32 (1.5x). A runtime setting too:
-  a checkpoint resumes under any precision. On a CPU without native bfloat16 (AVX2 only) it trains in float32
-  instead, with a warning: there a ResNet-20 step ran 11x slower under bf16 autocast. meta.json records the
-  precision used.
+  as the converter sees the weights. A runtime setting too: a checkpoint resumes under any precision. On a CPU
+  without native bfloat16 (AVX2 only), where autocast runs many times slower, it trains in float32 instead,
+  with a warning. meta.json records the precision used.
 * Starting point: ``init_from`` (a trained ANN, e.g. a published model's ANN from ``zoo.load(name, ann=True)``)
   gives the new model its weights and, for QCFS activations, thresholds at the source's activation
   percentiles (:func:`zoo.conversion.ann.init_from_ann`): a fine-tune instead of a training from scratch.
@@ -55,7 +52,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -71,13 +67,13 @@ from torch.optim.lr_scheduler import OneCycleLR
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchmetrics.classification import MulticlassAccuracy
 
+from zoo.augment import random_crop, random_hflip, resolve_augment
 from zoo.data import PreparedData
 from zoo.utils import atomic_path, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adamw")
-AUGMENTS = ("auto", "none", "crop_flip", "shift")
 CKPT_DIR = "checkpoints"
 LAST_CKPT = "last.ckpt"
 MODEL_FILE = "model.safetensors"
@@ -99,38 +95,6 @@ def model_kwargs(arch: str, arch_kwargs: dict[str, Any] | None, num_classes: int
     if arch in zoo.models.ARCHS and len(input_shape) == 3:
         kw.setdefault("img_size", [int(input_shape[1]), int(input_shape[2])])
     return kw
-
-
-def random_crop(x: Tensor, pad: int) -> Tensor:
-    """Per-sample random crop of a batch [B, C, H, W] after zero padding by ``pad`` (one gather, any device)."""
-    if pad <= 0:
-        return x
-    b, c, h, w = x.shape
-    xp = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (b,), device=x.device)
-    ox = torch.randint(0, 2 * pad + 1, (b,), device=x.device)
-    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # [B, H, 1]
-    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]  # [B, 1, W]
-    bidx = torch.arange(b, device=x.device)[:, None, None]
-    return xp.permute(0, 2, 3, 1)[bidx, rows, cols].permute(0, 3, 1, 2).contiguous()
-
-
-def random_hflip(x: Tensor) -> Tensor:
-    """Flip each image of a batch horizontally with probability 1/2."""
-    flip = torch.rand(x.shape[0], device=x.device) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(3), x)
-
-
-def resolve_augment(augment: str, input_shape: tuple[int, ...] | list[int]) -> tuple[str, int]:
-    """(mode, pad) for ``augment`` in AUGMENTS and the data's [C, H, W]."""
-    if augment not in AUGMENTS:
-        raise ValueError(f"augment={augment!r} is not one of {AUGMENTS}")
-    c, h = int(input_shape[0]), int(input_shape[-1])
-    if augment == "auto":
-        augment = "crop_flip" if c == 3 and h >= 32 else "shift"
-    if augment == "none":
-        return "none", 0
-    return augment, (4 if augment == "crop_flip" else max(1, h // 14))
 
 
 class ResumableOneCycleLR(OneCycleLR):
@@ -344,6 +308,100 @@ def _runnable_precision(precision: str | int | None, accelerator: str) -> str | 
     return precision
 
 
+def _split(train: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
+    """The training split and a seeded validation split of ``val_fraction`` of it (None for 0)."""
+    n = len(train)
+    n_val = int(round(n * val_fraction))
+    if n_val == 0:
+        return train, None
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return Subset(train, sorted(perm[n_val:])), Subset(train, sorted(perm[:n_val]))
+
+
+def _trainer(out_dir: Path, ckpt_dir: Path, *, arch: str, epochs: int, accelerator: str, devices: Any,
+             strategy: str, precision: str | int | None, progress: bool, max_train_batches: Any, steps: int | None,
+             validate: bool, tracking_uri: str | None, experiment: str, run_name: str | None,
+             resume_epoch: int) -> tuple[pl.Trainer, Any]:
+    """The Lightning trainer (checkpoint every epoch, MLflow logging where ``tracking_uri`` is set) and its
+    logger (False without tracking)."""
+    logger: Any = False
+    # save_top_k=1 without a monitor: one file, "last.ckpt", rewritten at the end of every training epoch
+    # (save_last=True with save_top_k=0 would only write it when training ends)
+    callbacks: list[Any] = [ModelCheckpoint(dirpath=ckpt_dir, filename=LAST_CKPT[:-5], monitor=None, save_top_k=1,
+                                            save_last=False, every_n_epochs=1, save_on_train_epoch_end=True,
+                                            enable_version_counter=False)]
+    if tracking_uri is not None:
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        logger = MLFlowLogger(experiment_name=experiment, tracking_uri=tracking_uri, run_name=run_name or arch,
+                              tags={"arch": arch, "out_dir": str(out_dir), "resumed_from_epoch": str(resume_epoch)})
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=devices, strategy=strategy,
+                         precision=precision, logger=logger, callbacks=callbacks, enable_progress_bar=progress,
+                         enable_model_summary=progress, deterministic="warn", default_root_dir=out_dir,
+                         limit_train_batches=max_train_batches, num_sanity_val_steps=0,
+                         log_every_n_steps=max(1, min(50, steps or 50)), limit_val_batches=None if validate else 0)
+    return trainer, logger
+
+
+def _fit(trainer: pl.Trainer, module: pl.LightningModule, train_loader: DataLoader, val_loader: DataLoader | None,
+         ckpt_path: str | None) -> None:
+    """``trainer.fit`` with TF32 matmuls on CUDA while training only, and Lightning's notices that do not apply
+    here silenced."""
+    matmul_precision = torch.get_float32_matmul_precision()
+    if trainer.accelerator.__class__.__name__ == "CUDAAccelerator":
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls while training, not for what runs after
+    try:
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=False)
+    finally:
+        torch.set_float32_matmul_precision(matmul_precision)
+
+
+_QUIET = (".*does not have many workers.*", ".*number of training batches.*is smaller than the logging interval.*",
+          ".*Checkpoint directory .* exists and is not empty.*",
+          ".*You defined a `validation_step` but have no `val_dataloader`.*")
+
+
+def _meta(module: ClassifierModule, data: PreparedData, trainer: pl.Trainer, test: dict[str, Any],
+          resume_epoch: int, model: nn.Module, **recipe: Any) -> dict[str, Any]:
+    """meta.json: the architecture, the data it was trained on, the test split's score and the training recipe."""
+    val_acc = trainer.callback_metrics.get("val_acc")
+    r = recipe
+    return {
+        "arch": r["arch"],
+        "arch_kwargs": dict(module.hparams.arch_kwargs),
+        "num_classes": data.num_classes,
+        "input_shape": list(data.input_shape),
+        "classes": data.classes,
+        "dataset": {"source": data.source, "sha256": data.sha256, "normalization":
+                    {"mean": data.mean, "std": data.std, "scale": data.fingerprint.get("scale", 1.0)}},
+        "dataset_sha256": data.sha256,
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "test_count": test["count"],
+        "val_accuracy": float(val_acc) if val_acc is not None else None,
+        "epochs": int(trainer.current_epoch),
+        "resumed_from_epoch": resume_epoch,
+        "global_step": int(trainer.global_step),
+        "seed": r["seed"],
+        "optimizer": module.hparams.optimizer,
+        "lr": r["lr"],
+        "momentum": r["momentum"],
+        "weight_decay": r["weight_decay"],
+        "label_smoothing": r["label_smoothing"],
+        "batch_size": r["batch_size"],
+        "augment": f"{module.augment_mode}:{module.augment_pad}",
+        "val_fraction": r["val_fraction"],
+        "init_source": r["init_source"],
+        "max_train_batches": r["max_train_batches"],
+        "world_size": trainer.world_size,
+        "precision": str(trainer.precision),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "versions": {"torch": torch.__version__.split("+")[0], "timm": timm.__version__,
+                     "lightning": pl.__version__},
+    }
+
+
 def train(arch: str, arch_kwargs: dict[str, Any] | None, data_dir: str | Path, out_dir: str | Path, *,
           epochs: int = 10, batch_size: int = 128, lr: float = 0.1, optimizer: str = "sgd",
           weight_decay: float = 5e-4, label_smoothing: float = 0.1, seed: int = 0,
@@ -366,14 +424,7 @@ def train(arch: str, arch_kwargs: dict[str, Any] | None, data_dir: str | Path, o
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     pl.seed_everything(seed, workers=True, verbose=False)
     data = PreparedData(data_dir)
-
-    train_set: Dataset = data.train
-    val_set: Dataset | None = None
-    n = len(data.train)
-    n_val = int(round(n * val_fraction))
-    if n_val > 0:
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-        val_set, train_set = Subset(data.train, sorted(perm[:n_val])), Subset(data.train, sorted(perm[n_val:]))
+    train_set, val_set = _split(data.train, val_fraction, seed)
 
     module = ClassifierModule(arch, arch_kwargs or {}, data.num_classes, list(data.input_shape),
                               optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum,
@@ -399,80 +450,25 @@ def train(arch: str, arch_kwargs: dict[str, Any] | None, data_dir: str | Path, o
     val_loader = DataLoader(val_set, batch_size=max(batch_size, 256), shuffle=False, **loader_kw) \
         if val_set is not None else None
 
-    logger: Any = False
-    # save_top_k=1 without a monitor: one file, "last.ckpt", rewritten at the end of every training epoch
-    # (save_last=True with save_top_k=0 would only write it when training ends)
-    callbacks: list[Any] = [ModelCheckpoint(dirpath=ckpt_dir, filename=LAST_CKPT[:-5], monitor=None, save_top_k=1,
-                                            save_last=False, every_n_epochs=1, save_on_train_epoch_end=True,
-                                            enable_version_counter=False)]
-    if tracking_uri is not None:
-        from lightning.pytorch.loggers import MLFlowLogger
-
-        logger = MLFlowLogger(experiment_name=experiment, tracking_uri=tracking_uri, run_name=run_name or arch,
-                              tags={"arch": arch, "out_dir": str(out_dir), "resumed_from_epoch": str(resume_epoch)})
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-
     precision = _runnable_precision(precision, accelerator)
-    steps = len(train_loader) if max_train_batches is None else None
     with warnings.catch_warnings():
-        for pattern in (".*does not have many workers.*", ".*number of training batches.*is smaller than the "
-                        "logging interval.*", ".*Checkpoint directory .* exists and is not empty.*",
-                        ".*You defined a `validation_step` but have no `val_dataloader`.*"):
+        for pattern in _QUIET:
             warnings.filterwarnings("ignore", pattern)
-        trainer = pl.Trainer(max_epochs=epochs, accelerator=accelerator, devices=devices, strategy=strategy,
-                             precision=precision, logger=logger, callbacks=callbacks, enable_progress_bar=progress,
-                             enable_model_summary=progress, deterministic="warn", default_root_dir=out_dir,
-                             limit_train_batches=max_train_batches, num_sanity_val_steps=0,
-                             log_every_n_steps=max(1, min(50, steps or 50)), limit_val_batches=None if val_set
-                             is not None else 0)
-        matmul_precision = torch.get_float32_matmul_precision()
-        if trainer.accelerator.__class__.__name__ == "CUDAAccelerator":
-            torch.set_float32_matmul_precision("high")  # TF32 matmuls while training, not for what runs after
-        try:
-            trainer.fit(module, train_loader, val_loader,
-                        ckpt_path=str(ckpt_dir / LAST_CKPT) if resume_epoch else None, weights_only=False)
-        finally:
-            torch.set_float32_matmul_precision(matmul_precision)
+        trainer, logger = _trainer(
+            out_dir, ckpt_dir, arch=arch, epochs=epochs, accelerator=accelerator, devices=devices,
+            strategy=strategy, precision=precision, progress=progress, max_train_batches=max_train_batches,
+            steps=len(train_loader) if max_train_batches is None else None, validate=val_set is not None,
+            tracking_uri=tracking_uri, experiment=experiment, run_name=run_name, resume_epoch=resume_epoch)
+        _fit(trainer, module, train_loader, val_loader, str(ckpt_dir / LAST_CKPT) if resume_epoch else None)
 
     model = module.model
     # Lightning's teardown leaves the module on the CPU: the test split is scored on the training device
     device = trainer.strategy.root_device
     test = evaluate(model.to(device), data.test, batch_size=max(batch_size, 256), device=device)
     model.cpu()
-    val_acc = trainer.callback_metrics.get("val_acc")
-    meta = {
-        "arch": arch,
-        "arch_kwargs": dict(module.hparams.arch_kwargs),
-        "num_classes": data.num_classes,
-        "input_shape": list(data.input_shape),
-        "classes": data.classes,
-        "dataset": {"source": data.source, "sha256": data.sha256, "normalization":
-                    {"mean": data.mean, "std": data.std, "scale": data.fingerprint.get("scale", 1.0)}},
-        "dataset_sha256": data.sha256,
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        "test_count": test["count"],
-        "val_accuracy": float(val_acc) if val_acc is not None else None,
-        "epochs": int(trainer.current_epoch),
-        "resumed_from_epoch": resume_epoch,
-        "global_step": int(trainer.global_step),
-        "seed": seed,
-        "optimizer": module.hparams.optimizer,
-        "lr": lr,
-        "momentum": momentum,
-        "weight_decay": weight_decay,
-        "label_smoothing": label_smoothing,
-        "batch_size": batch_size,
-        "augment": f"{module.augment_mode}:{module.augment_pad}",
-        "val_fraction": val_fraction,
-        "init_source": init_source,
-        "max_train_batches": max_train_batches,
-        "world_size": trainer.world_size,
-        "precision": str(trainer.precision),
-        "num_parameters": sum(p.numel() for p in model.parameters()),
-        "versions": {"torch": torch.__version__.split("+")[0], "timm": timm.__version__,
-                     "lightning": pl.__version__},
-    }
+    meta = _meta(module, data, trainer, test, resume_epoch, model, arch=arch, seed=seed, lr=lr, momentum=momentum,
+                 weight_decay=weight_decay, label_smoothing=label_smoothing, batch_size=batch_size,
+                 val_fraction=val_fraction, init_source=init_source, max_train_batches=max_train_batches)
     if logger:
         meta["mlflow_run_id"] = logger.run_id
     if trainer.is_global_zero:
