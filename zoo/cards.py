@@ -56,6 +56,39 @@ def _table(header: list[str], rows: list[list[Any]], align: list[str] | None = N
     return out
 
 
+#: Published figures of the papers whose architectures a zoo model reproduces, by arch: the source ANN's accuracy
+#: and the best normalized SNN's, after ``presentation_T`` steps; cards of these archs compare them with the
+#: measured variants listed under ``variants``.
+PAPER_RESULTS: dict[str, dict[str, Any]] = {
+    "diehl_fcn": {"paper": "Diehl et al. 2015 (IJCNN), FCN 784-1200-1200-10", "ann": 0.9884, "snn": 0.9864,
+                  "presentation_T": 500, "variants": ["diehl2015-model", "diehl2015-data"]},
+    "diehl_convnet": {"paper": "Diehl et al. 2015 (IJCNN), ConvNet 12c5-2s-64c5-2s-10", "ann": 0.9914,
+                      "snn": 0.9910, "presentation_T": 500, "variants": ["diehl2015-model", "diehl2015-data"]},
+}
+
+
+def _paper_section(entry: dict, ref_acc: Any) -> list[str]:
+    ref = PAPER_RESULTS.get(entry.get("arch", ""))
+    variants = [v for v in (ref or {}).get("variants", []) if v in entry.get("variants", {})]
+    if not ref or not variants:
+        return []
+    T = ref["presentation_T"]
+    rows = [["ANN", _pct(ref["ann"]), _DASH, _pct(ref_acc), _DASH, _DASH]]
+    for v in variants:
+        acc = {int(t): a for t, a in (entry["variants"][v].get("accuracy") or {}).items() if a is not None}
+        at = min((t for t in acc if t >= T), default=None)  # the first evaluated T covering the presentation
+        best_t = max(acc, key=lambda t: (acc[t], -t)) if acc else None
+        gap = (lambda a: f"{100 * (float(a) - float(ref_acc)):+.2f} pp" if a is not None and ref_acc else _DASH)
+        rows.append([f"`{v}`", _pct(ref["snn"]), f"{100 * (ref['snn'] - ref['ann']):+.2f} pp",
+                     f"{_pct(acc.get(at))} (T={at})" if at else _DASH, gap(acc.get(at)) if at else _DASH,
+                     f"{_pct(acc[best_t])} (T={best_t})" if best_t else _DASH])
+    return ["## Against the paper", "",
+            f"{ref['paper']}: {T} steps of 1 ms (0.5 s) per image, Poisson input; the paper's figure is its best "
+            "normalized SNN. Its ANN and this zoo's were trained separately, so compare the gaps to each ANN.", ""] + \
+        _table(["", "Paper", "Paper − its ANN", "Measured", "Measured − ANN", "Best measured"], rows,
+               ["---", "--:", "--:", "--:", "--:", "--:"]) + [""]
+
+
 def _variants(entry: dict) -> list[str]:
     """Variant names, the default one first, then alphabetical."""
     default = entry.get("default_variant")
@@ -124,6 +157,7 @@ def card_markdown(entry: dict, *, image: str | None = None, generated: str | Non
             lines += _table(header, rows, ["---"] + ["--:"] * len(ts)) + [""]
     else:
         lines += ["No SNN accuracy recorded.", ""]
+    lines += _paper_section(entry, ref_acc)
 
     lines += ["## Energy and activity", ""]
     rows = []

@@ -148,7 +148,10 @@ def convert(model: nn.Module, calibration_data=None, variant: str | Recipe = "ru
         stats = calibrate(canonical, calibration_data, max_batches=max_batches, progress=progress)
     input_bound = recipe.input_bound
     if recipe.norm == "model" and input_bound is None:
-        input_bound = float(_first_batch(calibration_data).abs().max()) if calibration_data is not None else 1.0
+        if recipe.encoder == "poisson":  # what the first layer receives per step: spikes of +-1/c
+            input_bound = 1.0 / recipe.poisson_rate
+        else:
+            input_bound = float(_first_batch(calibration_data).abs().max()) if calibration_data is not None else 1.0
     thresholds = compute_thresholds(canonical, recipe, stats, input_shape=input_shape, input_bound=input_bound)
     snn = build_snn(canonical, thresholds, recipe, input_shape=input_shape, config=config)
     if recipe.correction != "none":

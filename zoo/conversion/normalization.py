@@ -99,7 +99,29 @@ def compute_thresholds(canonical: fx.GraphModule, recipe, stats=None, *, input_s
         elif p.kind == "qcfs":
             th = torch.minimum(th, p.fn.threshold.detach().float().abs().clamp(min=EPS))
         out[name] = th
+    if not getattr(recipe, "normalize_output", True):
+        for name, p in points.items():
+            if p.kind == "output":  # the output layer keeps its trained weights (Diehl et al.'s code)
+                feeding = [out[n] for n in _feeding_points(canonical, name, points)]
+                if feeding:
+                    out[name] = torch.stack([t.max() for t in feeding]).max().reshape(1)
     return out
+
+
+def _feeding_points(gm: fx.GraphModule, name: str, points: dict) -> list[str]:
+    """The ActPoints whose outputs reach ActPoint ``name`` without passing another ActPoint."""
+    node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == name)
+    found, seen, todo = [], set(), list(node.all_input_nodes)
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n.op == "call_module" and n.target in points:
+            found.append(str(n.target))
+        else:
+            todo.extend(n.all_input_nodes)
+    return found
 
 
 def _trained_threshold(name: str, p: ActPoint) -> Tensor:

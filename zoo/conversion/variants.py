@@ -53,7 +53,11 @@ class Recipe(BaseModel):
     depth_compensation: float = Field(
         0.0, ge=0, lt=1, description="against the rate loss that accumulates with depth: thresholds lowered so that "
                     "the gain accumulated over a neuron's depth d (longest path) is 1+c*d")
-    input_bound: float | None = Field(None, gt=0, description="model-based norm: bound on |input| (None: data max)")
+    input_bound: float | None = Field(None, gt=0, description="model-based norm: bound on |input| per step (None: "
+                                      "1/poisson_rate for Poisson input, whose spikes are +-1/c; else the data max)")
+    normalize_output: bool = Field(True, description="spiking readout: the output layer scaled by its own threshold; "
+                                                     "False: it keeps its trained weights (its threshold is that of "
+                                                     "the layer feeding it), as in Diehl et al.'s released code")
     # calibration of the converted network (Li et al. 2021)
     correction: Literal["none", "potential", "bias"] = Field(
         "none", description="per-channel correction fitted on calibration data, layer by layer from the input, so "
@@ -109,7 +113,7 @@ class Recipe(BaseModel):
 
 
 #: opt-in recipe fields a checkpoint stores only when they are on (read back as their default when absent)
-_STORED_WHEN_SET = {"signed": False}
+_STORED_WHEN_SET = {"signed": False, "normalize_output": True}
 
 
 def _format_error(err: ValidationError) -> str:
@@ -172,10 +176,12 @@ _SEEDS = [
          neuron="if", reset="zero", encoder="poisson", readout="spike_count", bias="drop", norm="none",
          maxpool="spike_max"),
     dict(name="diehl2015-model", reference="Diehl et al. 2015, IJCNN",
-         description="Cao's network with model-based weight normalization: each layer's weights scaled by the "
-                     "ratio of the largest activations its weights allow (thresholds 1).",
+         description="Cao's network with model-based weight normalization: each hidden layer's weights scaled so "
+                     "that the largest input its weights allow is one threshold per step (Poisson input: spikes "
+                     "of +-1/c); the output layer keeps its trained weights, as in Diehl et al.'s code "
+                     "(thresholds 1).",
          neuron="if", reset="zero", encoder="poisson", readout="spike_count", bias="drop", norm="model",
-         form="weight", maxpool="spike_max"),
+         form="weight", maxpool="spike_max", normalize_output=False),
     dict(name="diehl2015-data", reference="Diehl et al. 2015, IJCNN",
          description="Cao's network with data-based normalization: thresholds at the maximum activation seen "
                      "on calibration data (threshold balancing).",

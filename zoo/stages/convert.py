@@ -6,6 +6,16 @@ from zoo.stages.common import calib_file, data_dir, read_meta, snn_file, train_d
 from zoo.utils import sha256_file, write_json
 
 
+def variant_timesteps(p: Params, variant: str, zoo: str) -> list[int]:
+    """The T ladder a variant is converted (and so evaluated) with: the zoo's, or the longer one the variant
+    declares (``variants.<v>.overrides.timesteps``) where that one extends the zoo's past its end (Diehl et al.'s
+    0.5 s presentation); where the zoo's ladder was changed so that the declared one no longer extends it, the
+    zoo's ladder holds."""
+    ts = p.evaluation_for(zoo).timesteps
+    declared = sorted(set(p.variants[variant].overrides.get("timesteps") or []))
+    return declared if len(declared) > len(ts) and declared[:len(ts)] == sorted(ts) else list(ts)
+
+
 def convert(p: Params, model: str, variant: str) -> None:
     import torch
 
@@ -21,6 +31,7 @@ def convert(p: Params, model: str, variant: str) -> None:
     ann = load_trained(train_dir(model))
     data = PreparedData(data_dir(m.dataset))
     recipe = p.recipe(variant, zoo)
+    recipe = recipe.override(timesteps=variant_timesteps(p, variant, zoo))
     calib = torch.stack([data.calibration[i][0] for i in range(min(256, len(data.calibration)))])
     config = {"arch": meta["arch"], "arch_kwargs": meta["arch_kwargs"], "model": model, "dataset": m.dataset,
               "classes": data.classes, "preprocess": {"mean": data.mean, "std": data.std},

@@ -33,7 +33,9 @@ def evaluate(p: Params, model: str, variant: str) -> None:
     total = len(test)
     test = eval_subset(test, ev.images_for(m.dataset))
     t0 = time.time()
-    result = evaluate_snn(snn, test, ev.timesteps, batch_size=ev.batch_size, chunk=ev.chunk, ann=ann,
+    # the zoo's T ladder, and the longer T of a variant that declares its own (stored in its checkpoint)
+    timesteps = sorted(set(ev.timesteps) | set(snn.config.get("recipe", {}).get("timesteps", [])))
+    result = evaluate_snn(snn, test, timesteps, batch_size=ev.batch_size, chunk=ev.chunk, ann=ann,
                           accelerator=ev.accelerator, devices=ev.devices, strategy=ev.strategy)
     seconds = time.time() - t0
     out = eval_dir(zoo, model)
@@ -64,7 +66,7 @@ def evaluate(p: Params, model: str, variant: str) -> None:
         old.unlink()
     plot_accuracy({variant: result}, plots / f"{variant}-accuracy.png", result.ann_accuracy, title=f"{model} / {variant}")
     if ev.diagnostics:  # per-layer SNN rate vs ANN activation, on the first batch
-        diag = simulate(snn, test, [max(ev.timesteps)], batch_size=min(ev.batch_size, 64), max_batches=1,
+        diag = simulate(snn, test, [max(timesteps)], batch_size=min(ev.batch_size, 64), max_batches=1,
                         diagnostics=True, chunk=ev.chunk, progress=False, count_ops=False)
         write_json(plots / f"{variant}-correlation.json", diag.correlation)
         plot_correlation(diag, plots / f"{variant}-correlation.png")
