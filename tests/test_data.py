@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 import zoo.data
+import zoo.datasets
 from zoo.data import DataNotFoundError, PreparedData, data_root, load_dataset, prepare
 from zoo.utils import sha256_file
 
@@ -243,7 +244,7 @@ def test_cifar10_binary_truncated(tmp_path):
 
 
 def test_cifar10_download_failure_is_clear(tmp_path, monkeypatch):
-    monkeypatch.setattr(zoo.data, "CIFAR10_BINARY_URL", "http://127.0.0.1:9/cifar-10-binary.tar.gz")
+    monkeypatch.setattr(zoo.datasets, "CIFAR10_BINARY_URL", "http://127.0.0.1:9/cifar-10-binary.tar.gz")
     with pytest.raises(DataNotFoundError, match="downloading http://127.0.0.1:9/cifar-10-binary.tar.gz failed"):
         load_dataset("cifar10", "test", root=tmp_path, download=True)
     assert not (tmp_path / "cifar-10-batches-bin").exists()
