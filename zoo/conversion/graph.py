@@ -243,6 +243,92 @@ def _convert_leaf(gm: fx.GraphModule, node: fx.Node, mod: nn.Module) -> None:
             raise _fail(node, f"{type(child).__name__} inside leaf module {type(mod).__name__} at '{name}'")
 
 
+def _canon_module(gm: fx.GraphModule, node: fx.Node, used_targets: dict[str, int]) -> None:
+    """A module call: its activation becomes an :class:`ActPoint` (a new one for each further call of the same
+    module), removable modules go, nested modules are flattened, unknown ones are refused."""
+    mod = gm.get_submodule(node.target)
+    act = _act_from_module(mod)
+    if act is None:
+        if isinstance(mod, REMOVABLE):
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+        elif isinstance(mod, SYNAPTIC + LINEAR_MODULES):
+            pass
+        elif isinstance(mod, nn.Sequential) or list(mod.children()):
+            _convert_leaf(gm, node, mod)
+        else:
+            raise _fail(node, f"module {type(mod).__name__}")
+        return
+    k = used_targets.get(node.target, 0)
+    used_targets[node.target] = k + 1
+    if k == 0:
+        _set_module(gm, node.target, act)
+    else:  # the same activation module called again: a new layer of neurons
+        name = _unique_name(gm, f"{node.target}_{k}")
+        _set_module(gm, name, act)
+        node.target = name
+
+
+def _canon_function(gm: fx.GraphModule, node: fx.Node) -> ActPoint | None:
+    """A function call: the activation it computes (None: none, or the node was handled in place)."""
+    f, graph = node.target, gm.graph
+    if f in RELU_FUNCS:
+        return ActPoint("relu")
+    if f is F.relu6:
+        return ActPoint("clip", 6.0)
+    if f is F.hardtanh and _kw(node, "min_val", 1, -1.0) == 0:
+        return ActPoint("clip", float(_kw(node, "max_val", 2, 1.0)))
+    if f in CLAMP_FUNCS:
+        act = _clamp_act(node)
+        if act is None:
+            raise _fail(node, "clamp with a lower bound other than 0")
+        return act
+    if f in DROPOUT_FUNCS:
+        node.replace_all_uses_with(node.args[0])
+        graph.erase_node(node)
+        return None
+    if f is F.max_pool2d:
+        pool = nn.MaxPool2d(_kw(node, "kernel_size", 1), _kw(node, "stride", 2), _kw(node, "padding", 3, 0),
+                            _kw(node, "dilation", 4, 1), ceil_mode=_kw(node, "ceil_mode", 5, False))
+        name = _unique_name(gm, f"{node.name}_pool")
+        gm.add_submodule(name, pool)
+        with graph.inserting_before(node):
+            new = graph.call_module(name, (node.args[0],))
+        node.replace_all_uses_with(new)
+        graph.erase_node(node)
+        return None
+    if f in ADD_FUNCS or f in CAT_FUNCS or f in STRUCT_FUNCS:
+        return None
+    if f in (operator.mul, torch.mul, operator.truediv) and any(_const(a) for a in node.args):
+        return None
+    raise _fail(node, f"function {getattr(f, '__name__', f)}")
+
+
+def _canon_method(node: fx.Node) -> ActPoint | None:
+    """A method call: the activation it computes, None for structural and constant-scaling methods."""
+    m = node.target
+    if m in ("relu", "relu_"):
+        return ActPoint("relu")
+    if m in ("clamp", "clamp_", "clip", "clip_", "clamp_min", "clamp_min_"):
+        act = _clamp_act(node)
+        if act is None:
+            raise _fail(node, f"method {m} with a lower bound other than 0")
+        return act
+    if m in STRUCT_METHODS or (m in ("mul", "mul_", "div", "div_") and _const(node.args[1])):
+        return None
+    raise _fail(node, f"method .{m}()")
+
+
+def _add_output_probe(gm: fx.GraphModule) -> None:
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    if not isinstance(out.args[0], fx.Node):
+        raise ConversionError("the model must return a single tensor of class scores")
+    gm.add_submodule("output_probe", ActPoint("output"))
+    with gm.graph.inserting_before(out):
+        probe = gm.graph.call_module("output_probe", (out.args[0],))
+    out.args = (probe,)
+
+
 def canonicalize(model: nn.Module) -> fx.GraphModule:
     """Trace ``model`` (a copy, in eval mode) into a canonical graph; see the module docstring."""
     model = copy.deepcopy(model).eval()
@@ -252,76 +338,15 @@ def canonicalize(model: nn.Module) -> fx.GraphModule:
     graph = gm.graph
     used_targets: dict[str, int] = {}
     for node in list(graph.nodes):
-        act: ActPoint | None = None
-        if node.op in ("placeholder", "output", "get_attr"):
-            continue
         if node.op == "call_module":
-            mod = gm.get_submodule(node.target)
-            act = _act_from_module(mod)
-            if act is None:
-                if isinstance(mod, REMOVABLE):
-                    node.replace_all_uses_with(node.args[0])
-                    graph.erase_node(node)
-                elif isinstance(mod, SYNAPTIC + LINEAR_MODULES):
-                    pass
-                elif isinstance(mod, nn.Sequential) or list(mod.children()):
-                    _convert_leaf(gm, node, mod)
-                else:
-                    raise _fail(node, f"module {type(mod).__name__}")
-                continue
-            k = used_targets.get(node.target, 0)
-            used_targets[node.target] = k + 1
-            if k == 0:
-                _set_module(gm, node.target, act)
-            else:  # the same activation module called again: a new layer of neurons
-                name = _unique_name(gm, f"{node.target}_{k}")
-                _set_module(gm, name, act)
-                node.target = name
+            _canon_module(gm, node, used_targets)
             continue
         if node.op == "call_function":
-            f = node.target
-            if f in RELU_FUNCS:
-                act = ActPoint("relu")
-            elif f is F.relu6:
-                act = ActPoint("clip", 6.0)
-            elif f is F.hardtanh and _kw(node, "min_val", 1, -1.0) == 0:
-                act = ActPoint("clip", float(_kw(node, "max_val", 2, 1.0)))
-            elif f in CLAMP_FUNCS:
-                act = _clamp_act(node)
-                if act is None:
-                    raise _fail(node, "clamp with a lower bound other than 0")
-            elif f in DROPOUT_FUNCS:
-                node.replace_all_uses_with(node.args[0])
-                graph.erase_node(node)
-                continue
-            elif f is F.max_pool2d:
-                pool = nn.MaxPool2d(_kw(node, "kernel_size", 1), _kw(node, "stride", 2), _kw(node, "padding", 3, 0),
-                                    _kw(node, "dilation", 4, 1), ceil_mode=_kw(node, "ceil_mode", 5, False))
-                name = _unique_name(gm, f"{node.name}_pool")
-                gm.add_submodule(name, pool)
-                with graph.inserting_before(node):
-                    new = graph.call_module(name, (node.args[0],))
-                node.replace_all_uses_with(new)
-                graph.erase_node(node)
-                continue
-            elif f in ADD_FUNCS or f in CAT_FUNCS or f in STRUCT_FUNCS:
-                continue
-            elif f in (operator.mul, torch.mul, operator.truediv) and any(_const(a) for a in node.args):
-                continue
-            else:
-                raise _fail(node, f"function {getattr(f, '__name__', f)}")
+            act = _canon_function(gm, node)
         elif node.op == "call_method":
-            m = node.target
-            if m in ("relu", "relu_"):
-                act = ActPoint("relu")
-            elif m in ("clamp", "clamp_", "clip", "clip_", "clamp_min", "clamp_min_"):
-                act = _clamp_act(node)
-                if act is None:
-                    raise _fail(node, f"method {m} with a lower bound other than 0")
-            elif m in STRUCT_METHODS or (m in ("mul", "mul_", "div", "div_") and _const(node.args[1])):
-                continue
-            else:
-                raise _fail(node, f"method .{m}()")
+            act = _canon_method(node)
+        else:  # placeholder, output, get_attr
+            continue
         if act is not None:
             name = _unique_name(gm, f"{node.name}_act")
             gm.add_submodule(name, act)
@@ -329,14 +354,7 @@ def canonicalize(model: nn.Module) -> fx.GraphModule:
                 new = graph.call_module(name, (node.args[0],))
             node.replace_all_uses_with(new)
             graph.erase_node(node)
-    # output probe
-    out = next(n for n in graph.nodes if n.op == "output")
-    if not isinstance(out.args[0], fx.Node):
-        raise ConversionError("the model must return a single tensor of class scores")
-    gm.add_submodule("output_probe", ActPoint("output"))
-    with graph.inserting_before(out):
-        probe = graph.call_module("output_probe", (out.args[0],))
-    out.args = (probe,)
+    _add_output_probe(gm)
     graph.eliminate_dead_code()
     graph.lint()
     gm.delete_all_unused_submodules()
