@@ -415,8 +415,8 @@ def test_read_index_sources(zoo_env, monkeypatch):
     assert hub.read_index(f"{zoo_env.server.url}/index.json") == zoo_env.index
     # no ZOO_INDEX and no checkout index: fetched from the remote, cached for offline use
     monkeypatch.delenv("ZOO_INDEX")
-    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: zoo_env.tmp / "no-checkout" / "models" / "zoo")
-    monkeypatch.setattr(hub, "_packaged_zoo_dir", lambda: zoo_env.tmp / "no-package" / "_published" / "zoo")
+    monkeypatch.setattr(hub.locations, "_repo_zoo_dir", lambda: zoo_env.tmp / "no-checkout" / "models" / "zoo")
+    monkeypatch.setattr(hub.locations, "_packaged_zoo_dir", lambda: zoo_env.tmp / "no-package" / "_published" / "zoo")
     assert hub.read_index() == zoo_env.index
     assert (zoo_env.cache / "index.json").is_file()
     zoo_env.server.stop()
@@ -431,7 +431,7 @@ def test_read_index_sources(zoo_env, monkeypatch):
 
 def test_read_index_defaults_to_the_checkout(zoo_env, monkeypatch):
     monkeypatch.delenv("ZOO_INDEX")
-    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: zoo_env.remote)
+    monkeypatch.setattr(hub.locations, "_repo_zoo_dir", lambda: zoo_env.remote)
     assert hub.read_index() == zoo_env.index
     assert hub.repo_index_path() == zoo_env.remote / "index.json"
 
@@ -451,7 +451,7 @@ def test_checkout_index_joins_the_other_published_zoos(zoo_env, monkeypatch):
     hub.write_index(make_index(checkout / "demo"), checkout / "demo" / "index.json")  # not models/zoo-*: not read
     monkeypatch.delenv("ZOO_INDEX")
     monkeypatch.delenv("ZOO_REMOTE")
-    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: full)
+    monkeypatch.setattr(hub.locations, "_repo_zoo_dir", lambda: full)
     assert hub.checkout_zoo_dirs() == [full, large]
     assert [r["name"] for r in hub.list_models()] == ["sresnet20-cifar10", "svgg11-mnist"]
     joined = hub.read_index()
@@ -487,8 +487,8 @@ def test_installed_package_reads_its_shipped_index_with_files_at_the_default_rem
         hub.write_index(idx, d / "index.json")
     monkeypatch.delenv("ZOO_INDEX")
     monkeypatch.delenv("ZOO_REMOTE")
-    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: zoo_env.tmp / "no-checkout" / "models" / "zoo")
-    monkeypatch.setattr(hub, "_packaged_zoo_dir", lambda: full)
+    monkeypatch.setattr(hub.locations, "_repo_zoo_dir", lambda: zoo_env.tmp / "no-checkout" / "models" / "zoo")
+    monkeypatch.setattr(hub.locations, "_packaged_zoo_dir", lambda: full)
     assert hub.packaged_zoo_dirs() == [full, large]
     joined = hub.read_index()
     assert {n: {k: v for k, v in e.items() if k != "remote"} for n, e in joined["models"].items()} == \
@@ -502,9 +502,9 @@ def test_installed_package_reads_its_shipped_index_with_files_at_the_default_rem
     assert _sha(hub.pull("svgg11-mnist")) == big["variants"]["hu2018"]["sha256"]
     assert hub.read_index() == joined and zoo_env.server.requests == ["/svgg11-mnist.hu2018.safetensors"]
     # a checkout's zoos, and ZOO_INDEX, come before the shipped index
-    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: zoo_env.remote)
+    monkeypatch.setattr(hub.locations, "_repo_zoo_dir", lambda: zoo_env.remote)
     assert hub.read_index() == zoo_env.index
-    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: zoo_env.tmp / "no-checkout" / "models" / "zoo")
+    monkeypatch.setattr(hub.locations, "_repo_zoo_dir", lambda: zoo_env.tmp / "no-checkout" / "models" / "zoo")
     monkeypatch.setenv("ZOO_INDEX", str(large / "index.json"))
     assert list(hub.read_index()["models"]) == ["svgg11-mnist"]
 
@@ -514,7 +514,7 @@ def test_remote_resolution_order(zoo_env, monkeypatch):
     assert hub.remote_url(index) == zoo_env.server.url  # the environment wins
     monkeypatch.delenv("ZOO_REMOTE")
     assert hub.remote_url(index) == "https://example.invalid/zoo"
-    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: zoo_env.remote)
+    monkeypatch.setattr(hub.locations, "_repo_zoo_dir", lambda: zoo_env.remote)
     assert hub.remote_url(zoo_env.index) == zoo_env.remote.as_uri()  # the default: the checkout's models/zoo
     assert hub.pull("svgg11-mnist").is_file()
 
@@ -525,7 +525,7 @@ def test_an_index_read_from_a_path_or_url_serves_its_files_from_there(zoo_env, m
     monkeypatch.delenv("ZOO_REMOTE")
     checkout = tmp_path / "checkout-zoo"
     checkout.mkdir()
-    monkeypatch.setattr(hub, "_repo_zoo_dir", lambda: checkout)  # holds none of the files
+    monkeypatch.setattr(hub.locations, "_repo_zoo_dir", lambda: checkout)  # holds none of the files
     index = hub.read_index()
     assert index == zoo_env.index
     assert hub.remote_url(index) == zoo_env.remote.as_uri()

@@ -1,9 +1,10 @@
 """CLI commands of the published zoo: ``zoo list``, ``zoo info NAME``, ``zoo pull NAME``, ``zoo evaluate NAME``.
 
 The index comes from ``$ZOO_INDEX`` (default: the checkout's ``models/zoo/index.json`` and its other published
-zoos, ``models/zoo-<name>/``), the files from
-``$ZOO_REMOTE`` and the cache is ``$ZOO_CACHE_DIR``: see :mod:`zoo.hub`. Errors print one line on stderr and
-exit with code 1.
+zoos, ``models/zoo-<name>/``; in an installed package without a checkout, the same indexes shipped with it, their
+files at ``zoo.hub.DEFAULT_REMOTE``), the files from ``$ZOO_REMOTE`` (default: the index's ``"remote"``, else
+next to it) and the cache is ``$ZOO_CACHE_DIR``: see :mod:`zoo.hub`. Errors print one line on stderr and exit
+with code 1.
 """
 from __future__ import annotations
 
