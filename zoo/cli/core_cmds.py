@@ -40,6 +40,67 @@ def list_variants(name: Optional[str] = typer.Argument(None, help="show one vari
         typer.echo(f"{k:<18} {v.reference}\n{'':<18} {v.description}")
 
 
+def _recipe_overrides(items: list[str]) -> dict:
+    """``--set FIELD=VALUE`` options as recipe overrides (numbers, booleans and lists parse; text stays text)."""
+    import yaml
+
+    overrides = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set {item!r}: use FIELD=VALUE, e.g. --set percentile=99.99")
+        overrides[k.strip()] = yaml.safe_load(v)
+    return overrides
+
+
+def _timesteps(text: str) -> list[int]:
+    try:
+        ts = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        ts = []
+    if not ts or ts[0] < 1:
+        _fail(f"--timesteps {text!r}: give comma-separated positive integers, e.g. 8,32,128")
+    return ts
+
+
+def _load_ann(model: str, weights: Optional[Path], num_classes: int):
+    """The ANN to convert, with its architecture and kwargs: a trained-model directory or a timm architecture
+    (with ``--weights``)."""
+    import timm
+
+    import zoo.models  # noqa: F401 - registers the zoo's architectures with timm
+
+    if weights is not None and weights.suffix != ".safetensors":
+        _fail(f"--weights {weights}: must be a .safetensors file (nothing is unpickled)")
+    if weights is not None and not weights.is_file():
+        _fail(f"--weights {weights}: no such file")
+    if Path(model).is_dir():
+        from zoo.serialization import CheckpointError
+        from zoo.training import load_trained
+
+        try:
+            ann = load_trained(model)
+        except (FileNotFoundError, CheckpointError) as err:
+            _fail(str(err))
+        return ann, ann.zoo_meta["arch"], ann.zoo_meta["arch_kwargs"]
+    if not timm.is_model(model):
+        import difflib
+
+        close = difflib.get_close_matches(model, timm.list_models(), n=3)
+        _fail(f"{model!r} is neither a trained-model directory (meta.json + model.safetensors) nor a timm "
+              f"architecture" + (f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"))
+    arch_kwargs = {"num_classes": num_classes}
+    ann = timm.create_model(model, **arch_kwargs)
+    if weights is not None:
+        from safetensors.torch import load_file
+
+        try:
+            ann.load_state_dict(load_file(str(weights)))
+        except RuntimeError as err:  # missing / unexpected keys, shape mismatches
+            _fail(f"--weights {weights} do not fit {model} (num_classes={num_classes}): {err}")
+    return ann.eval(), model, arch_kwargs
+
+
 @app.command("convert")
 def convert_cmd(
     model: str = typer.Argument(..., help="a timm architecture name, or a trained-model directory (meta.json + "
@@ -51,80 +112,36 @@ def convert_cmd(
     data_root: Optional[str] = typer.Option(None, help="data root (default $ZOO_DATA_DIR)"),
     weights: Optional[Path] = typer.Option(None, help="safetensors weights for a timm architecture"),
     num_classes: int = typer.Option(10),
+    calib_images: int = typer.Option(1000, help="training images drawn for the activation statistics (the "
+                                                "pipeline's datasets.<name>.calib_size)"),
     timesteps: str = typer.Option("1,2,4,8,16,32,64,128,256", help="comma-separated T values to evaluate"),
     test_images: int = typer.Option(1000, help="test images to evaluate (0: skip evaluation)"),
     set_: list[str] = typer.Option([], "--set", help="recipe override, e.g. --set percentile=99.99"),
 ) -> None:
-    """Convert a model outside the pipeline: calibrate, convert, save, and measure it."""
+    """Convert a model outside the pipeline, as its convert stage does: calibrate, convert, save, measure."""
     import tempfile
 
-    import timm
     import torch
-    from safetensors.torch import load_file
 
     import zoo
-    import zoo.models  # noqa: F401
-    from zoo.data import PreparedData, prepare
+    from zoo.conversion.converter import convert_prepared
+    from zoo.conversion.variants import VariantError, get_variant
+    from zoo.data import DataNotFoundError, PreparedData, prepare
     from zoo.inputs import InputError
     from zoo.serialization import save_snn
 
-    import yaml
-
-    overrides = {}
-    for item in set_:
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"--set {item!r}: use FIELD=VALUE, e.g. --set percentile=99.99")
-        overrides[k.strip()] = yaml.safe_load(v)  # numbers, booleans and lists parse; text stays text
-    # everything that can be checked is checked before the data is prepared
-    from zoo.conversion.variants import VariantError, get_variant
-
-    try:
+    overrides = _recipe_overrides(set_)
+    try:  # everything that can be checked is checked before the data is prepared
         get_variant(variant, **overrides)
     except VariantError as err:
         _fail(str(err) + (" (--set FIELD=VALUE)" if overrides else ""))
     if out.suffix != ".safetensors":
         _fail(f"--out {out}: an SNN checkpoint is a .safetensors file, e.g. --out {out.with_suffix('.safetensors')}")
-    try:
-        ts = sorted({int(t) for t in timesteps.split(",") if t.strip()})
-    except ValueError:
-        ts = []
-    if not ts or ts[0] < 1:
-        _fail(f"--timesteps {timesteps!r}: give comma-separated positive integers, e.g. 8,32,128")
-    if weights is not None and weights.suffix != ".safetensors":
-        _fail(f"--weights {weights}: must be a .safetensors file (nothing is unpickled)")
-    if weights is not None and not weights.is_file():
-        _fail(f"--weights {weights}: no such file")
-    if not Path(model).is_dir() and not timm.is_model(model):
-        import difflib
-
-        close = difflib.get_close_matches(model, timm.list_models(), n=3)
-        _fail(f"{model!r} is neither a trained-model directory (meta.json + model.safetensors) nor a timm "
-              f"architecture" + (f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"))
-    if Path(model).is_dir():
-        from zoo.training import load_trained
-
-        from zoo.serialization import CheckpointError
-
-        try:
-            ann = load_trained(model)
-        except (FileNotFoundError, CheckpointError) as err:
-            _fail(str(err))
-        arch, arch_kwargs = ann.zoo_meta["arch"], ann.zoo_meta["arch_kwargs"]
-    else:
-        arch, arch_kwargs = model, {"num_classes": num_classes}
-        ann = timm.create_model(arch, **arch_kwargs)
-        if weights is not None:
-            try:
-                ann.load_state_dict(load_file(str(weights)))
-            except RuntimeError as err:  # missing / unexpected keys, shape mismatches
-                _fail(f"--weights {weights} do not fit {arch} (num_classes={num_classes}): {err}")
-        ann.eval()
+    ts = _timesteps(timesteps)
+    ann, arch, arch_kwargs = _load_ann(model, weights, num_classes)
     with tempfile.TemporaryDirectory(prefix="zoo-convert-") as tmp:
-        from zoo.data import DataNotFoundError
-
         try:
-            prepare(dataset, tmp, root=data_root, calib_size=256, progress=True)
+            prepare(dataset, tmp, root=data_root, calib_size=calib_images, progress=True)
         except (DataNotFoundError, ValueError) as err:  # a missing data root, an unknown source
             _fail(f"--dataset {dataset}: {err}")
         data = PreparedData(tmp)
@@ -133,19 +150,16 @@ def convert_cmd(
             _fail(f"--dataset {dataset}: its images are {list(data.input_shape)}, but {model} was trained on "
                   f"{list(trained_on)} images ({(ann.zoo_meta.get('dataset') or {}).get('source', 'another dataset')}); "
                   "pass the dataset it was trained on")
-        calib = torch.stack([data.calibration[i][0] for i in range(len(data.calibration))])
+        config = {"arch": arch, "arch_kwargs": arch_kwargs, "preprocess": {"mean": data.mean, "std": data.std}}
         try:
-            snn = zoo.convert(ann, calib, variant, config={"arch": arch, "arch_kwargs": arch_kwargs,
-                                                          "preprocess": {"mean": data.mean, "std": data.std}},
-                              **overrides)
+            snn = convert_prepared(ann, data, variant, config=config, progress=True, **overrides)
         except InputError as err:
             _fail(f"--dataset {dataset}: {err}")
         save_snn(snn, out)
         typer.echo(f"wrote {out}")
         if test_images:
             test = torch.utils.data.Subset(data.test, range(min(test_images, len(data.test))))
-            r = zoo.simulate(snn, test, ts, ann=ann)
-            typer.echo(r.table())
+            typer.echo(zoo.simulate(snn, test, ts, ann=ann).table())
 
 
 @app.command("export")

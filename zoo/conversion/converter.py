@@ -164,3 +164,24 @@ def convert(model: nn.Module, calibration_data=None, variant: str | Recipe = "ru
 
 
 __all__ = ["convert", "build_snn", "ConversionError"]
+
+
+#: calibration images a conversion keeps as its calibration tensor (the model-based input bound, calibrated
+#: corrections); the activation statistics use the whole calibration split
+CALIBRATION_IMAGES = 256
+
+
+def convert_prepared(model: nn.Module, data, variant: str | Recipe = "rueckauer2017", *,
+                     stats: ActivationStats | None = None, config: dict[str, Any] | None = None,
+                     progress: bool = False, **overrides: Any) -> SpikingNetwork:
+    """:func:`convert` with a prepared dataset (:class:`zoo.data.PreparedData`): what the pipeline's convert
+    stage and ``zoo convert`` both run. The activation statistics come from the whole calibration split (the
+    calibrate stage's file, or computed here when ``stats`` is None); the first :data:`CALIBRATION_IMAGES`
+    calibration images are the calibration tensor."""
+    from torch.utils.data import DataLoader
+
+    n = min(CALIBRATION_IMAGES, len(data.calibration))
+    calib = torch.stack([data.calibration[i][0] for i in range(n)])
+    if stats is None:
+        stats = calibrate(canonicalize(model), DataLoader(data.calibration, batch_size=256), progress=progress)
+    return convert(model, calib, variant, stats=stats, config=config, progress=progress, **overrides)

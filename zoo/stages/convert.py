@@ -20,7 +20,7 @@ def convert(p: Params, model: str, variant: str) -> None:
     import torch
 
     from zoo.conversion.calibration import ActivationStats
-    from zoo.conversion.converter import convert as convert_model
+    from zoo.conversion.converter import convert_prepared
     from zoo.data import PreparedData
     from zoo.serialization import read_config, save_snn
     from zoo.training import load_trained
@@ -32,12 +32,10 @@ def convert(p: Params, model: str, variant: str) -> None:
     data = PreparedData(data_dir(m.dataset))
     recipe = p.recipe(variant, zoo)
     recipe = recipe.override(timesteps=variant_timesteps(p, variant, zoo))
-    calib = torch.stack([data.calibration[i][0] for i in range(min(256, len(data.calibration)))])
     config = {"arch": meta["arch"], "arch_kwargs": meta["arch_kwargs"], "model": model, "dataset": m.dataset,
               "classes": data.classes, "preprocess": {"mean": data.mean, "std": data.std},
               "ann_sha256": meta.get("model_sha256")}
-    snn = convert_model(ann, calib, recipe, stats=ActivationStats.load(calib_file(model)), config=config,
-                        progress=False)
+    snn = convert_prepared(ann, data, recipe, stats=ActivationStats.load(calib_file(model)), config=config)
     out = snn_file(zoo, model, variant)
     # a variant whose values overflow the zoo's dtype (model-based bounds in float16) is stored in float32
     save_snn(snn, out, dtype=getattr(torch, p.zoos[zoo].dtype), dtype_fallback=torch.float32)
