@@ -113,6 +113,16 @@ def assert_spiking_types(snn, *, encoder: str, readout: str, neuron: str, reset:
     assert all((n.reset, n.v_init) == (reset, v_init) for n in neurons), (reset, v_init)
 
 
+def bn_from_data(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """The batch norms' running statistics from three passes over ``x`` (an untrained net's are the identity);
+    returns the model in eval mode."""
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(x)
+    return model.eval()
+
+
 def accuracy(model: nn.Module, x, y) -> float:
     with torch.no_grad():
         return float((model(x).argmax(1) == y).float().mean())
