@@ -51,7 +51,8 @@ def project(tmp_path_factory):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", ZOO_NUM_THREADS="1",
                MLFLOW_TRACKING_URI=f"sqlite:///{base / 'mlflow.db'}", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
-               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t", DVC_NO_ANALYTICS="1")
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t", DVC_NO_ANALYTICS="1",
+               ZOO_STAGE_MODULES=str(base / "modules.jsonl"))
     env.pop("ZOO_INDEX", None)
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
@@ -85,6 +86,21 @@ def test_demo_runs_all_eight_stages(project):
     ev = json.loads((repo / "models/eval/demo/resnet-mini-digits/rueckauer2017.json").read_text())
     assert ev["images"] == 96 and ev["energy_ratio"]["64"] > 0 and ev["synops_per_image"]["64"] > 0
     assert (repo / "models/eval/demo/resnet-mini-digits/rueckauer2017-plots/rueckauer2017-correlation.png").is_file()
+
+
+def test_every_module_a_stage_imported_is_one_of_its_dependencies(project):
+    """At run time (zoo.stages logs the snn-zoo modules each stage imported): a change to any of them reruns the
+    stage. tests/test_stage_deps.py checks that dvc.yaml lists nothing else."""
+    from test_stage_deps import STAGES, declared_code, expand
+
+    runs = [json.loads(line) for line in (project["base"] / "modules.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in runs} == set(STAGES)
+    declared = declared_code()
+    for r in runs:
+        deps = set().union(*(expand(code) for _, code in declared[r["stage"]]))
+        missing = sorted(set(r["modules"]) - deps)
+        assert not missing, f"{r['stage']} {' '.join(r['args'])} imported {missing}, which dvc.yaml does not list"
+        assert f"zoo/stages/{r['stage']}.py" in r["modules"]
 
 
 def test_up_to_date_and_noop_repro_is_fast(project):

@@ -68,7 +68,28 @@ def main(stage: str, argv: list[str] | None = None) -> int:
     t0 = time.time()
     fn(p, *[getattr(args, n) for n in names])
     log.info("%s %s done in %.1fs", stage, " ".join(getattr(args, n) for n in names), time.time() - t0)
+    if os.environ.get(MODULES_LOG):
+        _log_modules(os.environ[MODULES_LOG], stage, [getattr(args, n) for n in names])
     return 0
+
+
+#: set to a file to have every stage append the snn-zoo modules it imported (one JSON line per run): how
+#: tests/test_pipeline.py checks that dvc.yaml lists each stage's code dependencies, and no others
+MODULES_LOG = "ZOO_STAGE_MODULES"
+
+
+def _log_modules(path: str, stage: str, args: list[str]) -> None:
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    files = set()
+    for m in list(sys.modules.values()):
+        f = getattr(m, "__file__", None)
+        if f and (m.__name__ == "zoo" or m.__name__.startswith("zoo.")):
+            files.add(Path(f).resolve().relative_to(root).as_posix())
+    with open(path, "a") as fh:
+        fh.write(json.dumps({"stage": stage, "args": args, "modules": sorted(files)}) + "\n")
 
 
 __all__ = ["main", "STAGES"]
