@@ -100,16 +100,8 @@ def _timesteps(entry: dict) -> list[int]:
     return sorted(ts)
 
 
-def card_markdown(entry: dict, *, image: str | None = None, generated: str | None = None) -> str:
-    """The model card of one index entry as markdown; ``image`` is the plot's relative link (none if None)."""
-    name = entry["name"]
+def _summary_section(entry: dict, ref_acc: float | None) -> list[str]:
     default = entry.get("default_variant")
-    ts = _timesteps(entry)
-    best = best_result(entry)
-    lines = [f"# {name}", ""]
-    if entry.get("description"):
-        lines += [entry["description"].strip(), ""]
-
     shape = entry.get("input_shape")
     kwargs = entry.get("arch_kwargs") or {}
     arch = f"`{entry.get('arch')}`" + (f" with `{json.dumps(kwargs, sort_keys=True)}`" if kwargs else "")
@@ -121,7 +113,6 @@ def card_markdown(entry: dict, *, image: str | None = None, generated: str | Non
         ["Variants", ", ".join(f"`{v}`" + (" (default)" if v == default else "") for v in _variants(entry))],
     ]
     ev = entry.get("evaluation") or {}
-    ref_acc = ann_reference(entry)
     if ev.get("test_images"):
         n, total = ev["test_images"], ev.get("test_split_images")
         if total and n < total:
@@ -130,47 +121,53 @@ def card_markdown(entry: dict, *, image: str | None = None, generated: str | Non
         else:
             where = f"all {n:,} test images"
         summary.append(["SNN evaluated on", where])
+    best = best_result(entry)
     if best:
         near = first_within(entry)
         summary.append(["Within 1 pp of the ANN", f"from T = {near[1]} (`{near[0]}`, {_pct(near[2])})" if near
                         else "not reached at any evaluated T"])
         summary.append(["Best SNN accuracy", f"{_pct(best[2])} (`{best[0]}`, T = {best[1]})"])
-    lines += _table(["", ""], summary, ["---", "---"]) + [""]
+    return _table(["", ""], summary, ["---", "---"]) + [""]
 
-    lines += ["## Accuracy vs. timesteps", ""]
+
+def _accuracy_section(entry: dict, ref_acc: float | None, image: str | None) -> list[str]:
+    ts = _timesteps(entry)
+    lines = ["## Accuracy vs. timesteps", ""]
     if image:
-        lines += [f"![{name}: SNN accuracy vs. timesteps T]({image})", ""]
-    if ts:
-        header = ["Variant"] + [f"T={t}" for t in ts]
-        rows = [["ANN (reference)"] + [_pct(ref_acc)] * len(ts)]
-        for v in _variants(entry):
-            acc = entry["variants"][v].get("accuracy") or {}
-            rows.append([f"`{v}`"] + [_pct(acc.get(str(t))) for t in ts])
+        lines += [f"![{entry['name']}: SNN accuracy vs. timesteps T]({image})", ""]
+    if not ts:
+        return lines + ["No SNN accuracy recorded.", ""]
+    header = ["Variant"] + [f"T={t}" for t in ts]
+    rows = [["ANN (reference)"] + [_pct(ref_acc)] * len(ts)]
+    for v in _variants(entry):
+        acc = entry["variants"][v].get("accuracy") or {}
+        rows.append([f"`{v}`"] + [_pct(acc.get(str(t))) for t in ts])
+    lines += _table(header, rows, ["---"] + ["--:"] * len(ts)) + [""]
+    lines += ["Accuracy of the SNN after T simulation timesteps; the ANN row repeats the source network's "
+              "accuracy for comparison.", ""]
+    per_t = {v: entry["variants"][v]["energy_ratio_per_T"] for v in _variants(entry)
+             if isinstance(entry["variants"][v].get("energy_ratio_per_T"), dict)}
+    if per_t:
+        rows = [[f"`{v}`"] + [_num(e.get(str(t))) for t in ts] for v, e in per_t.items()]
+        lines += ["Energy ratio (SNN / ANN) after T timesteps:", ""]
         lines += _table(header, rows, ["---"] + ["--:"] * len(ts)) + [""]
-        lines += ["Accuracy of the SNN after T simulation timesteps; the ANN row repeats the source network's "
-                  "accuracy for comparison.", ""]
-        per_t = {v: entry["variants"][v]["energy_ratio_per_T"] for v in _variants(entry)
-                 if isinstance(entry["variants"][v].get("energy_ratio_per_T"), dict)}
-        if per_t:
-            rows = [[f"`{v}`"] + [_num(e.get(str(t))) for t in ts] for v, e in per_t.items()]
-            lines += ["Energy ratio (SNN / ANN) after T timesteps:", ""]
-            lines += _table(header, rows, ["---"] + ["--:"] * len(ts)) + [""]
-    else:
-        lines += ["No SNN accuracy recorded.", ""]
-    lines += _paper_section(entry, ref_acc)
+    return lines
 
-    lines += ["## Energy and activity", ""]
+
+def _energy_section(entry: dict) -> list[str]:
     rows = []
     for v in _variants(entry):
         var = entry["variants"][v]
         rows.append([f"`{v}`", _num(var.get("energy_ratio")), _num(var.get("spikes_per_image")),
                      _num(var.get("synops_per_image")), _num(var.get("test_images"))])
-    lines += _table(["Variant", "Energy ratio (SNN / ANN)", "Spikes / image", "SynOps / image",
-                     "Test images"], rows, ["---", "--:", "--:", "--:", "--:"]) + [""]
-    lines += ["Measured at the largest T evaluated. Energy ratio: the SNN's estimated energy (synaptic operations "
-              "and analog-input MACs) relative to the ANN's multiply-accumulates; lower is better.", ""]
+    return (["## Energy and activity", ""]
+            + _table(["Variant", "Energy ratio (SNN / ANN)", "Spikes / image", "SynOps / image", "Test images"],
+                     rows, ["---", "--:", "--:", "--:", "--:"]) + [""]
+            + ["Measured at the largest T evaluated. Energy ratio: the SNN's estimated energy (synaptic operations "
+               "and analog-input MACs) relative to the ANN's multiply-accumulates; lower is better.", ""])
 
-    lines += ["## Files and checksums", ""]
+
+def _files_section(entry: dict) -> list[str]:
     rows, unpublished = [], []
     for v in _variants(entry):
         var = entry["variants"][v]
@@ -180,27 +177,34 @@ def card_markdown(entry: dict, *, image: str | None = None, generated: str | Non
             unpublished.append(v)
             rows.append([f"`{v}`", "not published", _DASH,
                          f"rebuild: `{var['rebuild']}`" if var.get("rebuild") else _DASH])
-    lines += _table(["Variant", "File", "Size", "sha256"], rows) + [""]
+    lines = ["## Files and checksums", ""] + _table(["Variant", "File", "Size", "sha256"], rows) + [""]
     lines += ["`zoo.load` and `zoo pull` verify the size and sha256 before a file is used; the files are "
               "safetensors (no pickle).", ""]
     if unpublished:
         lines += [f"Only the published variants' checkpoints are in the zoo, to keep it small; the "
                   f"{len(unpublished)} others were measured (figures above) and are rebuilt from a checkout "
                   "with the command in their row.", ""]
+    return lines
 
-    lines += ["## How to load it", "", "```python", "import zoo",
-              f'snn = zoo.load("{name}")' + (f'  # variant "{default}"' if default else ""),
-              (f'data = zoo.test_data("{name}")  # {entry["dataset"]} test split, normalized as in training'
-               if entry.get("input") else "data = ...  # your test images, normalized as the ANN was trained"),
-              f"result = zoo.simulate(snn, data, timesteps={ts or [1, 2, 4, 8, 16, 32]})", "```", ""]
+
+def _usage_section(entry: dict) -> list[str]:
+    name, default, ts = entry["name"], entry.get("default_variant"), _timesteps(entry)
+    lines = ["## How to load it", "", "```python", "import zoo",
+             f'snn = zoo.load("{name}")' + (f'  # variant "{default}"' if default else ""),
+             (f'data = zoo.test_data("{name}")  # {entry["dataset"]} test split, normalized as in training'
+              if entry.get("input") else "data = ...  # your test images, normalized as the ANN was trained"),
+             f"result = zoo.simulate(snn, data, timesteps={ts or [1, 2, 4, 8, 16, 32]})", "```", ""]
     others = [v for v in _variants(entry) if v != default and "file" in entry["variants"][v]]
     if others:
         lines += [f'Other variants: `zoo.load("{name}", variant="{others[0]}")`. '
                   f"From the shell: `zoo pull {name}` prints the verified local path.", ""]
     else:
         lines += [f"From the shell: `zoo pull {name}` prints the verified local path.", ""]
+    return lines
 
-    lines += ["## Provenance", ""]
+
+def _provenance_section(entry: dict, generated: str | None) -> list[str]:
+    lines = ["## Provenance", ""]
     prov = [["Git commit", f"`{entry['git_commit']}`" if entry.get("git_commit") else _DASH]]
     if generated:
         prov.append(["Index generated", generated])
@@ -212,6 +216,22 @@ def card_markdown(entry: dict, *, image: str | None = None, generated: str | Non
     for v, recipe in recipes.items():
         lines += [f"Recipe of `{v}`:", "", "```json", json.dumps(recipe, indent=2, sort_keys=True, default=str),
                   "```", ""]
+    return lines
+
+
+def card_markdown(entry: dict, *, image: str | None = None, generated: str | None = None) -> str:
+    """The model card of one index entry as markdown; ``image`` is the plot's relative link (none if None)."""
+    ref_acc = ann_reference(entry)
+    lines = [f"# {entry['name']}", ""]
+    if entry.get("description"):
+        lines += [entry["description"].strip(), ""]
+    lines += _summary_section(entry, ref_acc)
+    lines += _accuracy_section(entry, ref_acc, image)
+    lines += _paper_section(entry, ref_acc)
+    lines += _energy_section(entry)
+    lines += _files_section(entry)
+    lines += _usage_section(entry)
+    lines += _provenance_section(entry, generated)
     if entry.get("notes"):
         lines += ["## Notes", "", entry["notes"].strip(), ""]
     return "\n".join(lines).rstrip() + "\n"
