@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from zoo.cli import app, fail
+from zoo.conversion.variants import DEFAULT_TIMESTEPS
 
 
 def _fail(msg: str) -> None:  # every error of these commands is bad input
@@ -114,7 +115,7 @@ def convert_cmd(
     num_classes: int = typer.Option(10),
     calib_images: int = typer.Option(1000, help="training images drawn for the activation statistics (the "
                                                 "pipeline's datasets.<name>.calib_size)"),
-    timesteps: str = typer.Option("1,2,4,8,16,32,64,128,256", help="comma-separated T values to evaluate"),
+    timesteps: str = typer.Option(",".join(map(str, DEFAULT_TIMESTEPS)), help="comma-separated T values to evaluate"),
     test_images: int = typer.Option(1000, help="test images to evaluate (0: skip evaluation)"),
     set_: list[str] = typer.Option([], "--set", help="recipe override, e.g. --set percentile=99.99"),
 ) -> None:

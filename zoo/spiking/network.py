@@ -122,7 +122,9 @@ class SpikingNetwork(nn.Module):
 
     @property
     def timesteps(self) -> list[int]:
-        return list(self.config.get("recipe", {}).get("timesteps", [1, 2, 4, 8, 16, 32, 64, 128, 256]))
+        from zoo.conversion.variants import DEFAULT_TIMESTEPS
+
+        return list(self.config.get("recipe", {}).get("timesteps", DEFAULT_TIMESTEPS))
 
     def extra_repr(self) -> str:
         r = self.config.get("recipe", {})
