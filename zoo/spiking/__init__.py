@@ -1,14 +1,15 @@
-"""The spiking core: neurons (:mod:`.neuron`), other spiking layers (:mod:`.layer`) and the network
-container (:mod:`.network`)."""
+"""The spiking core: neurons (:mod:`.neuron`), surrogate spike functions for training them
+(:mod:`.surrogate`), other spiking layers (:mod:`.layer`) and the network container (:mod:`.network`)."""
 from zoo.spiking.layer import (
     DRAWS, ENCODERS, READOUTS, AnalogEncoder, MembraneReadout, PoissonEncoder, RateGatedMaxPool2d, Readout, Scale,
     SoftmaxReadout, SpikeCountReadout,
 )
 from zoo.spiking.network import SpikingNetwork, reset_net
-from zoo.spiking.neuron import BaseNode, IFNode, LIFNode
+from zoo.spiking.neuron import BaseNode, IFNode, LIFNode, PLIFNode
+from zoo.spiking.surrogate import ATan, Sigmoid, Surrogate
 
 __all__ = [
-    "BaseNode", "IFNode", "LIFNode", "Scale", "RateGatedMaxPool2d", "AnalogEncoder", "PoissonEncoder",
-    "Readout", "MembraneReadout", "SpikeCountReadout", "SoftmaxReadout", "DRAWS", "ENCODERS", "READOUTS",
-    "SpikingNetwork", "reset_net",
+    "BaseNode", "IFNode", "LIFNode", "PLIFNode", "Surrogate", "ATan", "Sigmoid", "Scale", "RateGatedMaxPool2d",
+    "AnalogEncoder", "PoissonEncoder", "Readout", "MembraneReadout", "SpikeCountReadout", "SoftmaxReadout", "DRAWS",
+    "ENCODERS", "READOUTS", "SpikingNetwork", "reset_net",
 ]

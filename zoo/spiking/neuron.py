@@ -8,15 +8,21 @@ carried from one chunk to the next until :meth:`reset_state`, so a run of T=1024
 The network sets ``steps`` (T of the chunk) and ``batch`` (B) on every stateful module before each chunk;
 :class:`zoo.spiking.network.SpikingNetwork` does this for you.
 
-Two neuron models:
+Three neuron models:
 
 * :class:`IFNode` — integrate-and-fire (Diehl 2015, Rueckauer 2017): ``v += I``; a spike when ``v >= θ``;
   reset to zero or by subtraction of θ.
 * :class:`LIFNode` — leaky integrate-and-fire with refractory period (Hunsberger & Eliasmith 2016):
   ``v = decay * v + gain * I`` with ``decay = exp(-dt/τ_rc)``, no integration for ``τ_ref`` after a spike.
+* :class:`PLIFNode` — parametric LIF for direct training (Fang et al. 2021):
+  ``H = V + (X - (V - V_reset)) / τ`` with a learnable ``1/τ = sigmoid(w)``, a spike when ``H >= θ`` and a
+  hard reset to ``V_reset``. The spike is a surrogate function (:mod:`zoo.spiking.surrogate`): the exact
+  step forward, a smooth derivative backward, so a loss back-propagates through time to the weights and to
+  ``w``. It builds its outputs without in-place updates (autograd through the chunk and, until the state is
+  reset or :meth:`PLIFNode.detach_state` is called, across chunks) and runs under ``torch.no_grad`` as well.
 
-Both emit spikes of value ``amplitude`` (``θ`` in the threshold-balanced form, so the next layer sees real
-units; 1 in the weight-normalized form) and can pass them through an exponential synaptic filter. A calibrated
+IF and LIF neurons emit spikes of value ``amplitude`` (``θ`` in the threshold-balanced form, so the next layer sees
+real units; 1 in the weight-normalized form) and can pass them through an exponential synaptic filter. A calibrated
 conversion (Li et al. 2021) gives a layer per-channel corrections: ``v_offset``, added to the initial membrane
 potential, or ``current``, added to the input at every step.
 """
@@ -26,6 +32,8 @@ import math
 
 import torch
 from torch import Tensor, nn
+
+from zoo.spiking.surrogate import ATan, Surrogate
 
 RESETS = ("subtract", "zero")
 # A neuron fires when v >= θ·(1 - TIE). In exact arithmetic the threshold-balanced and the weight-normalized
@@ -151,6 +159,22 @@ class BaseNode(nn.Module):
                 tr = a * tr + (1.0 - a) * out[t]
                 out[t] = tr
             self.trace = tr
+        return out.reshape((-1,) + tuple(out.shape[2:]))
+
+    def _finish_differentiable(self, spikes: Tensor) -> Tensor:
+        """:meth:`_finish` for spikes that carry a graph: no in-place update, so autograd flows through the
+        amplitude; what is recorded and counted is detached. No synaptic filter (none of its users has one)."""
+        if self.synapse_decay is not None:
+            raise NotImplementedError("the differentiable path has no synaptic filter")
+        binary = spikes.detach()
+        if self.record:
+            self.recorded.append(binary.clone())
+        if self.count_spikes:
+            per_step = binary.reshape(binary.shape[0], -1).sum(1)
+            summed = binary.sum(0)
+            self.spike_counts = per_step if self.spike_counts is None else torch.cat([self.spike_counts, per_step])
+            self.rate_sum = summed if self.rate_sum is None else self.rate_sum + summed
+        out = spikes * _channel_view(self.amplitude, spikes.ndim - 1).to(spikes.dtype)
         return out.reshape((-1,) + tuple(out.shape[2:]))
 
     def _begin(self, x: Tensor) -> tuple[Tensor, bool, Tensor, Tensor, Tensor]:
@@ -301,4 +325,71 @@ class LIFNode(BaseNode):
         return self._finish(spikes)
 
 
-__all__ = ["BaseNode", "IFNode", "LIFNode", "RESETS"]
+class PLIFNode(BaseNode):
+    """Parametric leaky integrate-and-fire neuron with a learnable membrane time constant (Fang et al. 2021,
+    "Incorporating Learnable Membrane Time Constants to Enhance Learning of Spiking Neural Networks").
+
+    Per step, with ``1/τ = sigmoid(w)`` (so ``τ > 1``) and ``w`` an ``nn.Parameter`` initialised to
+    ``-log(tau_init - 1)``::
+
+        H[t] = V[t-1] + (X[t] - (V[t-1] - V_reset)) / τ      charge (V[-1] = V_reset)
+        S[t] = Θ(H[t] - θ)                                   fire: exact step forward, surrogate backward
+        V[t] = H[t] · (1 - S[t]) + V_reset · S[t]            hard reset
+
+    ``v_reset=None`` gives a soft reset instead, ``H[t] = V[t-1] + (X[t] - V[t-1]) / τ`` and
+    ``V[t] = H[t] - θ · S[t]`` (SpikingJelly's convention). ``surrogate`` defaults to
+    :class:`zoo.spiking.surrogate.ATan` (α = 2, Fang et al.'s choice). ``detach_reset=True`` cuts the gradient
+    path through the reset (``S`` is detached in the third line); Fang et al.'s reference code (``codes/models.py``)
+    defaults to True, SpikingJelly's ``ParametricLIFNode`` to False, the default kept here. Spikes are binary
+    (``amplitude = 1``) and a neuron fires at exactly ``H >= θ`` (no tie tolerance: no converted twin to agree
+    with). Layout and carried state as the other neurons; the state keeps its graph across chunks until
+    :meth:`reset_state` or :meth:`detach_state` (truncated back-propagation through time).
+    """
+
+    def __init__(self, tau_init: float = 2.0, *, threshold: Tensor | float = 1.0, v_reset: float | None = 0.0,
+                 surrogate: Surrogate | None = None, detach_reset: bool = False) -> None:
+        super().__init__(threshold, amplitude=1.0, reset="subtract" if v_reset is None else "zero")
+        if not tau_init > 1.0:
+            raise ValueError(f"PLIFNode needs tau_init > 1 (1/tau = sigmoid(w) < 1), got {tau_init}")
+        self.w = nn.Parameter(torch.tensor(-math.log(tau_init - 1.0)))
+        self.v_reset = None if v_reset is None else float(v_reset)
+        self.surrogate = surrogate if surrogate is not None else ATan()
+        self.detach_reset = bool(detach_reset)
+
+    @property
+    def tau(self) -> float:
+        """The current membrane time constant ``1 / sigmoid(w)`` in steps."""
+        return float(1.0 / torch.sigmoid(self.w.detach()))
+
+    def extra_repr(self) -> str:
+        return (super().extra_repr() + f", tau={self.tau:.4g}, v_reset={self.v_reset}"
+                + (", detach_reset" if self.detach_reset else ""))
+
+    def _initial_v(self, like: Tensor, th: Tensor) -> Tensor:
+        return torch.full_like(like, self.v_reset or 0.0)
+
+    def detach_state(self) -> None:
+        """Keep the membrane potential but drop its graph: the next chunk back-propagates no further back."""
+        if self.v is not None:
+            self.v = self.v.detach()
+
+    def forward(self, x: Tensor) -> Tensor:
+        xs, const = self._split_time(x)
+        one = xs if const else xs[0]
+        th = _channel_view(self.threshold, one.ndim).to(xs.dtype)
+        v = self.v if self.v is not None else self._initial_v(one, th)
+        k = torch.sigmoid(self.w).to(xs.dtype)  # 1/τ
+        v_reset = self.v_reset
+        spikes = []
+        for t in range(self.steps):
+            x_t = xs if const else xs[t]
+            h = v + k * (x_t - v) if v_reset is None else v + k * (x_t - (v - v_reset))
+            s = self.surrogate(h - th)
+            r = s.detach() if self.detach_reset else s
+            v = h - r * th if v_reset is None else h * (1.0 - r) + v_reset * r
+            spikes.append(s)
+        self.v = v
+        return self._finish_differentiable(torch.stack(spikes))
+
+
+__all__ = ["BaseNode", "IFNode", "LIFNode", "PLIFNode", "RESETS"]
