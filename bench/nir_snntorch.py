@@ -14,7 +14,6 @@ Needs the data root (``$ZOO_DATA_DIR``) with MNIST and CIFAR-10.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import zoo  # noqa: E402
-from zoo.evaluation import eval_subset  # noqa: E402
+from _published import parse_args, published_subset  # noqa: E402
 from zoo.interchange import export_snn  # noqa: E402
 from zoo.interchange.nir_snntorch import run_snntorch, snntorch_network  # noqa: E402
 
@@ -50,25 +49,10 @@ def snntorch_own_import(path: Path, x: torch.Tensor) -> str:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", nargs="+", default=["diehl-convnet-mnist:hu2018", "diehl-fcn-mnist:hu2018",
-                                                    "sresnet20-cifar10:hu2018"],
-                    help="published models, NAME or NAME:VARIANT (default variant otherwise)")
-    ap.add_argument("--images", type=int, default=1000)
-    ap.add_argument("-t", "--timesteps", default="8,32")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--batch", type=int, default=250)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    ts = sorted({int(t) for t in args.timesteps.split(",")})
+    args, ts = parse_args(__doc__.split("\n")[0], ["diehl-convnet-mnist:hu2018", "diehl-fcn-mnist:hu2018", "sresnet20-cifar10:hu2018"], argv)
     rows, notes = [], []
     for spec in args.models:
-        name, _, variant = spec.partition(":")
-        snn = zoo.load(name, variant or None)
-        variant = snn.zoo_variant
-        data = eval_subset(zoo.test_data(name), args.images)
-        x = torch.stack([data[i][0] for i in range(len(data))])
-        y = torch.tensor([int(data[i][1]) for i in range(len(data))])
+        name, variant, snn, x, y = published_subset(spec, args.images)
         with tempfile.TemporaryDirectory() as tmp:
             path = export_snn(snn, Path(tmp) / "snn.nir")
             back = zoo.load_nir(path)

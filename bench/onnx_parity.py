@@ -11,7 +11,6 @@ Needs the data root (``$ZOO_DATA_DIR``) with MNIST and CIFAR-10.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import zoo  # noqa: E402
-from zoo.evaluation import eval_subset  # noqa: E402
+from _published import parse_args, published_subset  # noqa: E402
 from zoo.export import _session  # noqa: E402
 from zoo.interchange import export_snn  # noqa: E402
 from zoo.interchange.onnx import snn_initial_state  # noqa: E402
@@ -45,24 +44,10 @@ def onnx_predictions(path: Path, x: np.ndarray, timesteps: list[int], threads: i
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", nargs="+", default=["diehl-convnet-mnist", "sresnet20-cifar10"],
-                    help="published models, NAME or NAME:VARIANT (default variant otherwise)")
-    ap.add_argument("--images", type=int, default=1000)
-    ap.add_argument("-t", "--timesteps", default="8,32")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--batch", type=int, default=250)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    ts = sorted({int(t) for t in args.timesteps.split(",")})
+    args, ts = parse_args(__doc__.split("\n")[0], ["diehl-convnet-mnist", "sresnet20-cifar10"], argv)
     rows = []
     for spec in args.models:
-        name, _, variant = spec.partition(":")
-        snn = zoo.load(name, variant or None)
-        variant = snn.zoo_variant
-        data = eval_subset(zoo.test_data(name), args.images)
-        x = torch.stack([data[i][0] for i in range(len(data))])
-        y = torch.tensor([int(data[i][1]) for i in range(len(data))])
+        name, variant, snn, x, y = published_subset(spec, args.images)
         t0 = time.time()
         sim = zoo.simulate(snn, (x, y), ts, batch_size=args.batch, progress=False, count_ops=False)
         t_sim = time.time() - t0

@@ -176,17 +176,12 @@ def export_cmd(
 ) -> None:
     """Export a spiking model to run it in another runtime (onnxruntime, snnTorch, Norse, Sinabs, ...)."""
     from zoo.export import ExportError
-    from zoo.interchange import SNN_FORMATS, export_snn
+    from zoo.interchange import export_snn, snn_format
 
-    if format is None:
-        format = next((f for f, suffix in SNN_FORMATS.items() if out.suffix == suffix), None)
-        if format is None:
-            _fail(f"--out {out}: name a .onnx or .nir file, or choose --format {' or '.join(SNN_FORMATS)}")
-    if format not in SNN_FORMATS:
-        _fail(f"--format {format!r}: choose one of {', '.join(SNN_FORMATS)}")
-    if out.suffix != SNN_FORMATS[format]:
-        _fail(f"--out {out}: a {format.upper()} file ends in {SNN_FORMATS[format]}, e.g. --out "
-              f"{out.with_suffix(SNN_FORMATS[format])}")
+    try:
+        format = snn_format(out, format)
+    except ValueError as err:
+        _fail(f"--out/--format: {err}")
     from zoo.hub import HubError
     from zoo.serialization import CheckpointError
 

@@ -243,6 +243,16 @@ def _convert_leaf(gm: fx.GraphModule, node: fx.Node, mod: nn.Module) -> None:
             raise _fail(node, f"{type(child).__name__} inside leaf module {type(mod).__name__} at '{name}'")
 
 
+def _replace_with_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, suffix: str) -> None:
+    """Replace a function or method call ``node`` by a call of ``module`` (a new submodule) on its first input."""
+    name = _unique_name(gm, f"{node.name}_{suffix}")
+    gm.add_submodule(name, module)
+    with gm.graph.inserting_before(node):
+        new = gm.graph.call_module(name, (node.args[0],))
+    node.replace_all_uses_with(new)
+    gm.graph.erase_node(node)
+
+
 def _canon_module(gm: fx.GraphModule, node: fx.Node, used_targets: dict[str, int]) -> None:
     """A module call: its activation becomes an :class:`ActPoint` (a new one for each further call of the same
     module), removable modules go, nested modules are flattened, unknown ones are refused."""
@@ -290,12 +300,7 @@ def _canon_function(gm: fx.GraphModule, node: fx.Node) -> ActPoint | None:
     if f is F.max_pool2d:
         pool = nn.MaxPool2d(_kw(node, "kernel_size", 1), _kw(node, "stride", 2), _kw(node, "padding", 3, 0),
                             _kw(node, "dilation", 4, 1), ceil_mode=_kw(node, "ceil_mode", 5, False))
-        name = _unique_name(gm, f"{node.name}_pool")
-        gm.add_submodule(name, pool)
-        with graph.inserting_before(node):
-            new = graph.call_module(name, (node.args[0],))
-        node.replace_all_uses_with(new)
-        graph.erase_node(node)
+        _replace_with_module(gm, node, pool, "pool")
         return None
     if f in ADD_FUNCS or f in CAT_FUNCS or f in STRUCT_FUNCS:
         return None
@@ -348,12 +353,7 @@ def canonicalize(model: nn.Module) -> fx.GraphModule:
         else:  # placeholder, output, get_attr
             continue
         if act is not None:
-            name = _unique_name(gm, f"{node.name}_act")
-            gm.add_submodule(name, act)
-            with graph.inserting_before(node):
-                new = graph.call_module(name, (node.args[0],))
-            node.replace_all_uses_with(new)
-            graph.erase_node(node)
+            _replace_with_module(gm, node, act, "act")
     _add_output_probe(gm)
     graph.eliminate_dead_code()
     graph.lint()

@@ -40,6 +40,22 @@ def resolve_snn(model: nn.Module | str | Path, variant: str | None = None) -> nn
     return load(source, variant)
 
 
+def snn_format(path: str | Path, format: str | None = None) -> str:
+    """The export format for ``path``: ``format`` if given, else the one its suffix names (:data:`SNN_FORMATS`);
+    ``ValueError`` naming the fix for an unknown format or a suffix that does not match it."""
+    path = Path(path)
+    if format is None:
+        format = next((f for f, suffix in SNN_FORMATS.items() if path.suffix == suffix), None)
+        if format is None:
+            raise ValueError(f"{path}: name a .onnx or .nir file, or choose a format: {', '.join(SNN_FORMATS)}")
+    if format not in SNN_FORMATS:
+        raise ValueError(f"format {format!r} is not supported; choose one of {', '.join(SNN_FORMATS)}")
+    suffix = SNN_FORMATS[format]
+    if path.suffix != suffix:
+        raise ValueError(f"{path}: a {format.upper()} file ends in {suffix}, e.g. {path.with_suffix(suffix)}")
+    return format
+
+
 def export_snn(model: nn.Module | str | Path, path: str | Path, *, format: str | None = None,
                variant: str | None = None) -> Path:
     """Export a spiking model (a network, a checkpoint or a published model's name, see :func:`resolve_snn`) to
@@ -47,15 +63,7 @@ def export_snn(model: nn.Module | str | Path, path: str | Path, *, format: str |
     :data:`SNN_FORMATS`. What a format cannot express is refused with ``NotImplementedError`` naming the layer;
     nothing is written then."""
     path = Path(path)
-    if format is None:
-        format = next((f for f, suffix in SNN_FORMATS.items() if path.suffix == suffix), None)
-        if format is None:
-            raise ValueError(f"{path}: name a .onnx or .nir file, or pass format= one of {list(SNN_FORMATS)}")
-    if format not in SNN_FORMATS:
-        raise ValueError(f"format {format!r} is not supported; choose one of {list(SNN_FORMATS)}")
-    suffix = SNN_FORMATS[format]
-    if path.suffix != suffix:
-        raise ValueError(f"{path}: a {format.upper()} file ends in {suffix}, e.g. {path.with_suffix(suffix)}")
+    format = snn_format(path, format)
     snn = resolve_snn(model, variant)
     shape = (snn.config or {}).get("input_shape")
     if not shape:
@@ -69,4 +77,4 @@ def export_snn(model: nn.Module | str | Path, path: str | Path, *, format: str |
     return export_snn_step(snn, torch.zeros((1, *shape)), path)
 
 
-__all__ = ["export_snn", "resolve_snn", "SNN_FORMATS"]
+__all__ = ["export_snn", "resolve_snn", "snn_format", "SNN_FORMATS"]

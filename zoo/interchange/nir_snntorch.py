@@ -51,17 +51,10 @@ def snntorch_network(graph: Any) -> nn.Module:
                              "or output filter; this LIF neuron (exp(-dt/tau), tau_ref, synaptic filter) would "
                              "change its dynamics")
 
-    class _Scale(nn.Module):
-        def __init__(self, s):
-            super().__init__()
-            self.register_buffer("s", torch.from_numpy(np.asarray(s, dtype=np.float32)))
-
-        def forward(self, x):
-            return x * self.s
-
     node_map = {t: (lambda n: _nir_to_snntorch_module(n, init_hidden=True))
                 for t in (nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d)}
-    node_map.update({nir.IF: leaky, nir.LIF: refuse_lif, nir.Scale: lambda n: _Scale(n.scale),
+    # Scale and Flatten as snn-zoo imports them (snnTorch has no Scale; its Flatten also flattens the batch)
+    node_map.update({nir.IF: leaky, nir.LIF: refuse_lif, nir.Scale: lambda n: _module_from_nir("scale", n),
                      nir.Flatten: lambda n: _module_from_nir("flatten", n)})
     return nirtorch.nir_to_torch(graph, node_map)
 
