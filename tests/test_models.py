@@ -13,7 +13,9 @@ from zoo.models import ARCHS, SoftLIF, model_info
 
 ACT_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, SoftLIF)
 EXPECTED = {"vgg16_cifar", "resnet20_cifar", "resnet32_cifar", "resnet44_cifar", "resnet56_cifar", "inception_cifar",
-            "diehl_fcn", "diehl_convnet", "vgg_mini", "resnet_mini"}
+            "diehl_fcn", "diehl_convnet", "vgg_mini", "resnet_mini", "plif_convnet"}
+# spiking by default (act="plif", tests/test_direct.py): checked here as the same net with ReLUs
+ANN_KW = {"plif_convnet": {"act": "relu"}}
 # the big nets are checked at a reduced width in the kwarg-variant tests, to keep the suite fast
 SMALL = {"vgg16_cifar": 0.25, "inception_cifar": 0.5, "diehl_fcn": 0.25}
 
@@ -57,7 +59,7 @@ def test_all_registered():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_default_forward_trace(name):
-    model = timm.create_model(name).eval()
+    model = timm.create_model(name, **ANN_KW.get(name, {})).eval()
     info = model_info(name)
     assert info["family"] in {"vgg", "resnet", "inception", "fcn", "convnet"}
     assert model.pretrained_cfg["input_size"] == tuple(info["input_size"])
@@ -85,7 +87,7 @@ def test_default_forward_trace(name):
     dict(num_classes=7, in_chans=2),
 ], ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
 def test_kwarg_variants(name, kwargs):
-    kw = dict(kwargs)
+    kw = {**ANN_KW.get(name, {}), **kwargs}
     kw.setdefault("width", SMALL.get(name, 1.0))
     model = timm.create_model(name, **kw)
     x = _input(name, **kw)

@@ -21,7 +21,7 @@ from zoo.conversion.variants import DEFAULT_TIMESTEPS, Recipe, VariantError, get
 
 # Architectures registered by zoo.models (checked against the registry by tests/test_config.py).
 ZOO_ARCHS = ("vgg16_cifar", "resnet20_cifar", "resnet32_cifar", "resnet44_cifar", "resnet56_cifar",
-             "inception_cifar", "diehl_fcn", "diehl_convnet", "vgg_mini", "resnet_mini")
+             "inception_cifar", "diehl_fcn", "diehl_convnet", "vgg_mini", "resnet_mini", "plif_convnet")
 SOURCES = ("digits", "mnist", "cifar10", "imagenet")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -64,6 +64,8 @@ class TrainConfig(_Strict):
                                                     "(runtime setting; a checkpoint resumes under either)")
     init_from: str | None = Field(None, description="start from a published zoo model's ANN weights, "
                                                   "'<model>' or '<model>:<variant>' (a fine-tune, e.g. to QCFS)")
+    timesteps: int | None = Field(None, gt=0, description="train a spiking net (act: plif) directly as an SNN of "
+                                                          "this many timesteps (Fang et al. 2021); null: an ANN")
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = Field(
         "32-true", description="Lightning precision: 'bf16-mixed' autocasts to bfloat16 (CPU or GPU), '16-mixed' "
                                "to float16 (GPU); weights, optimizer state and the test accuracy stay float32")

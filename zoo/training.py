@@ -35,6 +35,10 @@ Details:
   as the converter sees the weights. A runtime setting too: a checkpoint resumes under any precision. On a CPU
   without native bfloat16 (AVX2 only), where autocast runs many times slower, it trains in float32 instead,
   with a warning. meta.json records the precision used.
+* Directly trained SNNs (``timesteps=T``): the model is an SNN body whose activations are spiking neurons
+  (``act="plif"``); every batch runs it for T steps (:func:`zoo.spiking.multi_step`) and its mean output current
+  is the logits, so the loss back-propagates through time with surrogate gradients. test_accuracy is the SNN's
+  at T. Everything else (optimizer, schedule, resuming, MLflow, DDP) is as for an ANN.
 * Starting point: ``init_from`` (a trained ANN, e.g. a published model's ANN from ``zoo.load(name, ann=True)``)
   gives the new model its weights and, for QCFS activations, thresholds at the source's activation
   percentiles (:func:`zoo.conversion.ann.init_from_ann`): a fine-tune instead of a training from scratch.
@@ -69,6 +73,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.augment import random_crop, random_hflip, resolve_augment
 from zoo.data import PreparedData
+from zoo.spiking.network import MultiStep, multi_step
 from zoo.utils import atomic_path, sha256_file, write_json
 
 log = logging.getLogger(__name__)
@@ -121,7 +126,7 @@ class ClassifierModule(pl.LightningModule):
                  label_smoothing: float = 0.1, augment: str = "auto", pct_start: float = 0.25,
                  batch_size: int | None = None, seed: int | None = None, val_fraction: float | None = None,
                  max_train_batches: int | float | None = None, data_sha256: str | None = None,
-                 init_source: str | None = None) -> None:
+                 init_source: str | None = None, timesteps: int | None = None) -> None:
         super().__init__()
         import zoo.models  # noqa: F401  (registers the zoo's architectures)
 
@@ -136,15 +141,20 @@ class ClassifierModule(pl.LightningModule):
                                        label_smoothing=float(label_smoothing), augment=augment,
                                        pct_start=float(pct_start), batch_size=batch_size, seed=seed,
                                        val_fraction=val_fraction, max_train_batches=max_train_batches,
-                                       data_sha256=data_sha256, init_source=init_source))
+                                       data_sha256=data_sha256, init_source=init_source,
+                                       **({"timesteps": int(timesteps)} if timesteps else {})))
         self.model = timm.create_model(arch, **arch_kwargs)
+        if timesteps and not any(hasattr(m, "reset_state") for m in self.model.modules()):
+            raise ValueError(f"timesteps={timesteps} trains a spiking net directly, but {arch} with {arch_kwargs} has "
+                             "no spiking neurons: build it with act='plif' (e.g. arch plif_convnet), or drop timesteps")
         self.augment_mode, self.augment_pad = resolve_augment(augment, input_shape)
         self.channels_last = False  # runtime setting (see train()), not a hyperparameter
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+        T = self.hparams.get("timesteps")
+        return multi_step(self.model, x, T) if T else self.model(x)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         x, y = batch
@@ -158,7 +168,7 @@ class ClassifierModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        logits = self.model(x)
+        logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         self.train_acc(logits.detach(), y)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
@@ -167,7 +177,7 @@ class ClassifierModule(pl.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
-        logits = self.model(x)
+        logits = self(x)
         self.val_acc(logits, y)
         self.log("val_loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y),
                  sync_dist=True)
@@ -410,10 +420,10 @@ def train(arch: str, arch_kwargs: dict[str, Any] | None, data_dir: str | Path, o
           max_train_batches: int | float | None = None, progress: bool = True, momentum: float = 0.9,
           augment: str = "auto", val_fraction: float = 0.1, precision: str | int | None = None,
           run_name: str | None = None, channels_last: bool = False, init_from: nn.Module | None = None,
-          init_source: str | None = None) -> dict[str, Any]:
+          init_source: str | None = None, timesteps: int | None = None) -> dict[str, Any]:
     """Train ``arch`` on the prepared data in ``data_dir``; write checkpoints, weights and meta.json to
     ``out_dir`` (see the module docstring) and return the meta dict. ``init_from``: a trained ANN to start
-    from (``init_source`` names it)."""
+    from (``init_source`` names it). ``timesteps``: train a spiking ``arch`` directly as an SNN of T steps."""
     import zoo.models  # noqa: F401
 
     out_dir = Path(out_dir).absolute()
@@ -430,7 +440,7 @@ def train(arch: str, arch_kwargs: dict[str, Any] | None, data_dir: str | Path, o
                               optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum,
                               label_smoothing=label_smoothing, augment=augment, batch_size=batch_size, seed=seed,
                               val_fraction=val_fraction, max_train_batches=max_train_batches,
-                              data_sha256=data.sha256, init_source=init_source)
+                              data_sha256=data.sha256, init_source=init_source, timesteps=timesteps)
     if init_from is not None:  # a resumed run overwrites this with its checkpoint's weights
         from zoo.conversion.ann import init_from_ann
 
@@ -464,11 +474,14 @@ def train(arch: str, arch_kwargs: dict[str, Any] | None, data_dir: str | Path, o
     model = module.model
     # Lightning's teardown leaves the module on the CPU: the test split is scored on the training device
     device = trainer.strategy.root_device
-    test = evaluate(model.to(device), data.test, batch_size=max(batch_size, 256), device=device)
+    test = evaluate(MultiStep(model.to(device), timesteps) if timesteps else model.to(device), data.test,
+                    batch_size=max(batch_size, 256), device=device)
     model.cpu()
     meta = _meta(module, data, trainer, test, resume_epoch, model, arch=arch, seed=seed, lr=lr, momentum=momentum,
                  weight_decay=weight_decay, label_smoothing=label_smoothing, batch_size=batch_size,
                  val_fraction=val_fraction, init_source=init_source, max_train_batches=max_train_batches)
+    if timesteps:
+        meta["timesteps"] = int(timesteps)
     if logger:
         meta["mlflow_run_id"] = logger.run_id
     if trainer.is_global_zero:

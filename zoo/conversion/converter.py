@@ -23,7 +23,7 @@ from zoo.conversion.variants import Recipe, get_variant
 from zoo.inputs import InputError
 from zoo.spiking.layer import ENCODERS, MembraneReadout, PoissonEncoder, RateGatedMaxPool2d, SoftmaxReadout, SpikeCountReadout
 from zoo.spiking.network import SpikingNetwork
-from zoo.spiking.neuron import BaseNode, IFNode, LIFNode
+from zoo.spiking.neuron import BaseNode, IFNode, LIFNode, PLIFNode
 
 OUTPUT = "output_probe"
 
@@ -33,6 +33,13 @@ def _make_neuron(point: ActPoint, threshold: Tensor, recipe: Recipe, compensatio
     synapse = math.exp(-recipe.dt / recipe.synapse_tau) if recipe.synapse_tau else None
     zeros = torch.zeros(channels)
     corrections = {"potential": dict(v_offset=zeros), "bias": dict(current=zeros)}.get(recipe.correction, {})
+    if point.kind == "plif":  # a directly trained SNN (Fang 2021): its own neurons, trained tau and threshold
+        fn = point.fn
+        node = PLIFNode(fn.tau, threshold=threshold, v_reset=fn.v_reset, surrogate=copy.deepcopy(fn.surrogate),
+                        detach_reset=fn.detach_reset)
+        with torch.no_grad():
+            node.w.copy_(fn.w)
+        return node
     if point.kind == "softlif":  # Hunsberger: the trained soft-LIF maps onto LIF neurons exactly
         fn = point.fn
         decay = math.exp(-recipe.dt / fn.tau_rc)

@@ -33,8 +33,10 @@ class ActPoint(nn.Module):
     """A canonical activation: where one layer of spiking neurons will be.
 
     kind: ``relu``, ``clip`` (ReLU clipped at ``clip``), ``softlif`` (Hunsberger's soft-LIF, kept as ``fn``),
-    ``qcfs`` (Bu et al.'s quantization clip-floor-shift, kept as ``fn``, with its trained threshold) or ``output``
-    (identity probe on the logits). An attached ``observer`` records its output.
+    ``qcfs`` (Bu et al.'s quantization clip-floor-shift, kept as ``fn``, with its trained threshold), ``plif`` (a
+    trained :class:`zoo.spiking.PLIFNode` of a directly trained SNN, kept as ``fn``; as an activation it is the
+    neuron's first step from rest, ``Θ(x/τ - θ)``) or ``output`` (identity probe on the logits). An attached
+    ``observer`` records its output.
     """
 
     def __init__(self, kind: str = "relu", clip: float | None = None, fn: nn.Module | None = None) -> None:
@@ -49,6 +51,9 @@ class ActPoint(nn.Module):
             y = x.clamp(0.0, self.clip)
         elif self.kind in ("softlif", "qcfs"):
             y = self.fn(x)
+        elif self.kind == "plif":
+            v0 = self.fn.v_reset or 0.0
+            y = (v0 + torch.sigmoid(self.fn.w) * x >= self.fn.threshold).to(x.dtype)
         else:
             y = x
         if self.observer is not None:
@@ -67,9 +72,15 @@ def _is_qcfs(m: nn.Module) -> bool:
     return type(m).__name__ == "QCFS" and hasattr(m, "levels") and hasattr(m, "threshold")
 
 
+def _is_plif(m: nn.Module) -> bool:
+    from zoo.spiking.neuron import PLIFNode
+
+    return isinstance(m, PLIFNode)
+
+
 def _is_trained_act(m: nn.Module) -> bool:
     """An activation with parameters of its own, kept whole as an ActPoint's ``fn``."""
-    return _is_softlif(m) or _is_qcfs(m)
+    return _is_softlif(m) or _is_qcfs(m) or _is_plif(m)
 
 
 def _act_from_module(m: nn.Module) -> ActPoint | None:
@@ -83,6 +94,8 @@ def _act_from_module(m: nn.Module) -> ActPoint | None:
         return ActPoint("softlif", fn=m)
     if _is_qcfs(m):
         return ActPoint("qcfs", fn=m)
+    if _is_plif(m):
+        return ActPoint("plif", fn=m)
     return None
 
 
@@ -103,7 +116,7 @@ DROPOUT_FUNCS = {F.dropout, F.dropout1d, F.dropout2d}
 
 def supported_ops() -> str:
     mods = [c.__name__ for c in SYNAPTIC + LINEAR_MODULES + REMOVABLE] + ["ReLU", "ReLU6", "Hardtanh(0, c)",
-                                                                          "SoftLIF", "QCFS", "timm BatchNormAct2d"]
+                                                                          "SoftLIF", "QCFS", "PLIFNode", "timm BatchNormAct2d"]
     funcs = ["relu", "relu6", "hardtanh(0, c)", "clamp(min=0)", "add/+", "cat", "flatten/view/reshape",
              "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "mean", "dropout", "multiplication by a constant"]
     return "modules: " + ", ".join(mods) + "; functions/methods: " + ", ".join(funcs)

@@ -236,12 +236,21 @@ _SEEDS.append(dict(
                 "input instead of keeping spikes sent too early (the unevenness error of few timesteps).",
     neuron="if", reset="subtract", encoder="analog", readout="membrane", bias="current", norm="trained",
     v_init=0.5, maxpool="rate_gated", signed=True))
+_SEEDS.append(dict(
+    name="fang2021", reference="Fang et al. 2021 (ICCV), PLIF: learnable membrane time constants",
+    description="A directly trained SNN (act: plif, train.timesteps): batch norm folded, its PLIF neurons kept with "
+                "their trained time constants, thresholds and hard reset; analog input into the first layer, "
+                "spike max-pooling, the output layer's mean current as score, as trained. Any ANN is refused.",
+    neuron="if", reset="zero", encoder="analog", readout="membrane", bias="current", norm="trained",
+    maxpool="spike_max"))
 for _fields in _SEEDS:
     register_variant(make_recipe(_fields))
 
 SEED_VARIANTS = ["cao2015", "diehl2015-model", "diehl2015-data", "rueckauer2017", "hu2018", "hunsberger2016"]
 #: variants that need a QCFS-trained ANN (``act: qcfs``): their thresholds are its trained ones
 QCFS_VARIANTS = ["bu2022", "bu2022-calibrated", "wang2022"]
+#: variants for a directly trained SNN (``act: plif``): no conversion, its trained neurons are kept
+DIRECT_VARIANTS = ["fang2021"]
 
 __all__ = ["Recipe", "VariantError", "variants", "get_variant", "register_variant", "make_recipe",
-           "SEED_VARIANTS", "QCFS_VARIANTS", "DEFAULT_TIMESTEPS"]
+           "SEED_VARIANTS", "QCFS_VARIANTS", "DIRECT_VARIANTS", "DEFAULT_TIMESTEPS"]

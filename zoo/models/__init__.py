@@ -14,7 +14,7 @@ nets without global pooling). ``pretrained=True`` is refused: there are no publi
 """
 from __future__ import annotations
 
-from zoo.models import cifar_inception, cifar_resnet, cifar_vgg, diehl, mini  # noqa: F401  (registration)
+from zoo.models import cifar_inception, cifar_resnet, cifar_vgg, diehl, fang, mini  # noqa: F401  (registration)
 from zoo.models._registry import model_info, registered
 from zoo.models.layers import ACTIVATIONS, COMMON_KWARGS, POOLS, ArchOptions, QCFS, SoftLIF, parse_options
 

@@ -4,7 +4,9 @@ Every architecture in :mod:`zoo.models` is built from the same small set of modu
 (:mod:`zoo.conversion.graph`) can map it onto spiking neurons:
 
 * activations: ``nn.ReLU``, ``nn.ReLU6``, ``nn.Hardtanh(0, c)`` (``act="clip"``), :class:`SoftLIF` or
-  :class:`QCFS`, one module instance per use, never in place;
+  :class:`QCFS`, one module instance per use, never in place; or, for a directly trained SNN (``act="plif"``),
+  :class:`zoo.spiking.PLIFNode` spiking neurons (the net is then a multi-step SNN body, see
+  :func:`zoo.spiking.multi_step`);
 * ``nn.Conv2d`` / ``nn.Linear`` (optionally followed by ``nn.BatchNorm2d`` / ``nn.BatchNorm1d``);
 * ``nn.MaxPool2d`` / ``nn.AvgPool2d`` / ``nn.AdaptiveAvgPool2d``, ``nn.Flatten``, ``nn.Dropout``;
 * residual adds written ``out = out + shortcut`` followed by an activation, concatenations ``torch.cat(.., 1)``.
@@ -19,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ACTIVATIONS = ("relu", "relu6", "clip", "softlif", "qcfs")
+ACTIVATIONS = ("relu", "relu6", "clip", "softlif", "qcfs", "plif")
 POOLS = ("max", "avg")
 
 # SoftLIF: below this smoothed current the rate is set to exactly 0 (see SoftLIF's docstring).
@@ -141,6 +143,23 @@ class QCFS(nn.Module):
         return f"levels={self.levels}, " + (f"threshold={self.threshold.item():.4g}" if n == 1 else f"channels={n}")
 
 
+PLIF_KWARGS = ("tau_init", "v_reset", "detach_reset", "surrogate", "alpha")
+
+
+def make_plif(tau_init: float = 2.0, v_reset: float | None = 0.0, detach_reset: bool = True,
+              surrogate: str = "atan", alpha: float = 2.0, **unknown: Any) -> nn.Module:
+    """A :class:`zoo.spiking.PLIFNode` for ``act="plif"``; defaults are Fang et al.'s (2021): ``tau_init=2``,
+    hard reset to 0, reset path detached, arctan surrogate with ``alpha=2``."""
+    from zoo.spiking.neuron import PLIFNode
+    from zoo.spiking.surrogate import SURROGATES
+
+    if unknown:
+        raise ValueError(f"act='plif' takes act_kwargs {list(PLIF_KWARGS)}; got {sorted(unknown)}")
+    if surrogate not in SURROGATES:
+        raise ValueError(f"act='plif': surrogate={surrogate!r} is not one of {sorted(SURROGATES)}")
+    return PLIFNode(tau_init, v_reset=v_reset, detach_reset=detach_reset, surrogate=SURROGATES[surrogate](alpha))
+
+
 # --------------------------------------------------------------------------------------------- options
 # timm passes these to every entrypoint; they carry no meaning for our randomly initialised models.
 _TIMM_FACTORY_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
@@ -197,6 +216,8 @@ class ArchOptions:
                     raise ValueError(f"{self.name}: QCFS with channel_wise=True at a layer of unknown width")
                 kw["channels"] = channels
             return QCFS(**kw)
+        if self.act == "plif":
+            return make_plif(**self.act_kwargs)
         return SoftLIF(**self.act_kwargs)
 
     def pool_layer(self, kind: str | None = None, kernel_size: int = 2, stride: int | None = None,
@@ -263,8 +284,10 @@ def parse_options(name: str, kwargs: dict[str, Any], *, pretrained: bool = False
             raise ValueError(f"{name}: act='clip' needs clip_value > 0 (the activation is Hardtanh(0, clip_value))")
         clip_value = float(clip_value)
     act_kwargs = dict(merged.get("act_kwargs") or {})
-    if act_kwargs and act not in ("softlif", "qcfs"):
-        raise ValueError(f"{name}: act_kwargs are only used with act='softlif' or 'qcfs' (got act={act!r})")
+    if act_kwargs and act not in ("softlif", "qcfs", "plif"):
+        raise ValueError(f"{name}: act_kwargs are only used with act='softlif', 'qcfs' or 'plif' (got act={act!r})")
+    if act == "plif":
+        make_plif(**act_kwargs)  # validates names and values early
     if act == "softlif":
         SoftLIF(**act_kwargs)  # validates names and values early
     if act == "qcfs":

@@ -4,12 +4,12 @@ from zoo.spiking.layer import (
     DRAWS, ENCODERS, READOUTS, AnalogEncoder, MembraneReadout, PoissonEncoder, RateGatedMaxPool2d, Readout, Scale,
     SoftmaxReadout, SpikeCountReadout,
 )
-from zoo.spiking.network import SpikingNetwork, reset_net
+from zoo.spiking.network import MultiStep, SpikingNetwork, multi_step, reset_net
 from zoo.spiking.neuron import BaseNode, IFNode, LIFNode, PLIFNode
 from zoo.spiking.surrogate import ATan, Sigmoid, Surrogate
 
 __all__ = [
     "BaseNode", "IFNode", "LIFNode", "PLIFNode", "Surrogate", "ATan", "Sigmoid", "Scale", "RateGatedMaxPool2d",
     "AnalogEncoder", "PoissonEncoder", "Readout", "MembraneReadout", "SpikeCountReadout", "SoftmaxReadout", "DRAWS",
-    "ENCODERS", "READOUTS", "SpikingNetwork", "reset_net",
+    "ENCODERS", "READOUTS", "SpikingNetwork", "MultiStep", "multi_step", "reset_net",
 ]

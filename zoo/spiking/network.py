@@ -131,6 +131,36 @@ class SpikingNetwork(nn.Module):
         return f"variant={r.get('name', '?')}, arch={self.config.get('arch', '?')}"
 
 
+def multi_step(body: nn.Module, x: Tensor, timesteps: int) -> Tensor:
+    """Run ``body``, a network whose activations are spiking neurons (e.g. ``timm.create_model("plif_convnet")``),
+    for ``timesteps`` steps of the static images ``x`` ``[B, ...]`` from the reset state, and return its output
+    averaged over the steps ``[B, K]``: the class scores a directly trained SNN learns from. The whole chunk is
+    one call (neurons see ``[T*B, ...]``, BatchNorm normalizes over time and batch, SpikingJelly's multi-step
+    mode), and autograd flows through time."""
+    if timesteps < 1:
+        raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+    B = x.shape[0]
+    for m in body.modules():
+        if hasattr(m, "reset_state"):
+            m.reset_state()
+            m.steps, m.batch = timesteps, B
+    y = body(x)
+    if y.shape[0] == B and timesteps > 1:  # no neuron on the way: a constant output
+        return y
+    return y.reshape((timesteps, B) + tuple(y.shape[1:])).mean(0)
+
+
+class MultiStep(nn.Module):
+    """``body`` as a classifier of static images: ``MultiStep(body, T)(x) == multi_step(body, x, T)``."""
+
+    def __init__(self, body: nn.Module, timesteps: int) -> None:
+        super().__init__()
+        self.body, self.timesteps = body, int(timesteps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return multi_step(self.body, x, self.timesteps)
+
+
 def reset_net(net: nn.Module) -> None:
     """Reset the state of every stateful module in ``net`` (SpikingJelly's ``functional.reset_net``)."""
     for m in net.modules():
@@ -138,4 +168,4 @@ def reset_net(net: nn.Module) -> None:
             m.reset_state()
 
 
-__all__ = ["SpikingNetwork", "reset_net", "exact_float32"]
+__all__ = ["SpikingNetwork", "MultiStep", "multi_step", "reset_net", "exact_float32"]

@@ -29,6 +29,10 @@ def evaluate(p: Params, model: str, variant: str) -> None:
     ckpt = snn_file(zoo, model, variant)
     snn = load_snn(ckpt)
     ann = load_trained(train_dir(model))
+    if ann.zoo_meta.get("timesteps"):  # a directly trained SNN: its reference is itself at its training T
+        from zoo.spiking.network import MultiStep
+
+        ann = MultiStep(ann, ann.zoo_meta["timesteps"]).eval()
     test = PreparedData(data_dir(m.dataset)).test
     total = len(test)
     test = eval_subset(test, ev.images_for(m.dataset))

@@ -1,4 +1,5 @@
-"""Stage ``export@<model>``: the trained ANN to ONNX, checked against PyTorch with onnxruntime."""
+"""Stage ``export@<model>``: the trained ANN to ONNX, checked against PyTorch with onnxruntime. A directly trained
+SNN (``train.timesteps``) is exported unrolled over its training T: images in, mean output current out."""
 from __future__ import annotations
 
 from zoo.config import Params
@@ -11,10 +12,13 @@ def export(p: Params, model: str) -> None:
 
     from zoo.data import PreparedData
     from zoo.export import check_parity, export_onnx
+    from zoo.spiking.network import MultiStep
     from zoo.training import load_trained
 
     m = p.models[model]
     ann = load_trained(train_dir(model))
+    if ann.zoo_meta.get("timesteps"):
+        ann = MultiStep(ann, ann.zoo_meta["timesteps"]).eval()
     test = PreparedData(data_dir(m.dataset)).test
     x = torch.stack([test[i][0] for i in range(min(64, len(test)))])
     out = onnx_dir(model)

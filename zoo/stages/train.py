@@ -1,4 +1,4 @@
-"""Stage ``train@<model>``: train the ANN with Lightning into ``models/build/<model>/train/``."""
+"""Stage ``train@<model>``: train the ANN (or a directly trained SNN) with Lightning into ``models/build/<model>/train/``."""
 from __future__ import annotations
 
 from zoo.config import Params
@@ -23,6 +23,6 @@ def train(p: Params, model: str) -> None:
                        label_smoothing=t.label_smoothing, seed=t.seed, augment=t.augment,
                        val_fraction=t.val_fraction, accelerator=t.accelerator, devices=t.devices,
                        strategy=t.strategy, num_workers=t.num_workers, channels_last=t.channels_last,
-                       precision=t.precision, tracking_uri=tracking_uri(p),
+                       precision=t.precision, timesteps=t.timesteps, tracking_uri=tracking_uri(p),
                        experiment=f"{p.tracking.experiment}-train", run_name=model, **init)
     write_json(BUILD / model / "train.json", {"test_accuracy": meta["test_accuracy"], "epochs": meta.get("epochs")})
