@@ -160,3 +160,19 @@ def test_card_says_when_the_snn_comes_within_1pp_of_the_ann(tmp_path):
     assert "| Within 1 pp of the ANN | from T = 256 (`hu2018`, 90.00%) |" in md
     md = cards.render_card(_entry(ann_accuracy=0.95), tmp_path / "b", plot=False).read_text()
     assert "| Within 1 pp of the ANN | not reached at any evaluated T |" in md
+
+
+def test_card_of_a_directly_trained_snn_names_its_reference_and_the_paper():
+    e = _entry(name="plif-convnet-mnist", arch="plif_convnet", dataset="mnist", ann_accuracy=0.995,
+               params={"train": {"timesteps": 4, "epochs": 15}}, default_variant="fang2021")
+    e["variants"] = {"fang2021": dict(e["variants"]["hu2018"], accuracy={"4": 0.9951, "8": 0.9953})}
+    md = cards.card_markdown(e)
+    assert "| trained SNN (T=4) accuracy | 99.50% |" in md and "ANN accuracy" not in md
+    assert "| Training | directly trained as an SNN of T=4 steps" in md
+    assert "| trained SNN (T=4) (reference) | 99.50% | 99.50% |" in md
+    paper = md.split("## Against the paper")[1].split("##")[0]
+    assert "Fang et al. 2021" in paper
+    # the paper has no ANN: no gap to one; the measured gap is to the trained SNN, at the paper's T=8
+    assert "| `fang2021` | 99.72% | – | 99.53% (T=8) | +0.03 pp | 99.53% (T=8) |" in paper
+    converted = cards.card_markdown(_entry())
+    assert "| ANN accuracy | 90.12% |" in converted and "| Training |" not in converted

@@ -26,6 +26,19 @@ def test_readme_zoo_table_is_rendered_from_the_index(zoo_name):
     assert block.group(1) == readme_block(index, link_dir=zdir), f"run `zoo sync-readme --zoo {zoo_name}`"
 
 
+def test_readme_seed_papers_table_is_rendered_from_the_indexes():
+    from zoo.cards import render_paper_table
+
+    zoos = yaml.safe_load((ROOT / "params.yaml").read_text())["zoos"]
+    published = {z["dir"]: json.loads((ROOT / z["dir"] / "index.json").read_text()) for z in zoos.values()
+                 if (ROOT / z["dir"] / "index.json").is_file()}
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- seed-papers -->\n(.*?)<!-- /seed-papers -->", readme, re.S)
+    assert block, "README.md lacks the seed-papers block"
+    assert block.group(1) == render_paper_table(published), "run `zoo sync-readme`"
+    assert "Diehl et al. 2015" in block.group(1)
+
+
 def test_readme_commands_exist():
     readme = (ROOT / "README.md").read_text()
     makefile = (ROOT / "Makefile").read_text()

@@ -16,7 +16,8 @@ from typing import Any
 from zoo.hub import ann_reference, best_result, validate_index
 from zoo.utils import atomic_path
 
-__all__ = ["card_markdown", "render_card", "render_plot", "render_zoo_table", "render_zoo_readme", "render_all"]
+__all__ = ["card_markdown", "render_card", "render_plot", "render_zoo_table", "render_zoo_readme", "render_all",
+           "render_paper_table", "sync_readme", "sync_block"]
 
 _DASH = "–"
 
@@ -56,14 +57,22 @@ def _table(header: list[str], rows: list[list[Any]], align: list[str] | None = N
     return out
 
 
-#: Published figures of the papers whose architectures a zoo model reproduces, by arch: the source ANN's accuracy
-#: and the best normalized SNN's, after ``presentation_T`` steps; cards of these archs compare them with the
-#: measured variants listed under ``variants``.
+#: Published figures of the papers whose architectures a zoo model reproduces, by arch: the paper's ANN accuracy
+#: (None: a directly trained SNN has none) and its best SNN's, after ``presentation_T`` steps, in the paper's
+#: ``setting``; cards of these archs compare them with the measured variants listed under ``variants``.
 PAPER_RESULTS: dict[str, dict[str, Any]] = {
     "diehl_fcn": {"paper": "Diehl et al. 2015 (IJCNN), FCN 784-1200-1200-10", "ann": 0.9884, "snn": 0.9864,
-                  "presentation_T": 500, "variants": ["diehl2015-model", "diehl2015-data"]},
+                  "presentation_T": 500, "variants": ["diehl2015-model", "diehl2015-data"],
+                  "setting": "500 steps of 1 ms (0.5 s) per image, Poisson input; the paper's figure is its best "
+                             "normalized SNN"},
     "diehl_convnet": {"paper": "Diehl et al. 2015 (IJCNN), ConvNet 12c5-2s-64c5-2s-10", "ann": 0.9914,
-                      "snn": 0.9910, "presentation_T": 500, "variants": ["diehl2015-model", "diehl2015-data"]},
+                      "snn": 0.9910, "presentation_T": 500, "variants": ["diehl2015-model", "diehl2015-data"],
+                      "setting": "500 steps of 1 ms (0.5 s) per image, Poisson input; the paper's figure is its "
+                                 "best normalized SNN"},
+    "plif_convnet": {"paper": "Fang et al. 2021 (ICCV), PLIF ConvNet on MNIST", "ann": None, "snn": 0.9972,
+                     "presentation_T": 8, "variants": ["fang2021", "zhang2020"],
+                     "setting": "trained directly at T=8 with 128-channel convolutions, fc 2048-100 and a voting "
+                                "layer (this zoo's net is narrower and trained at its own T)"},
 }
 
 
@@ -72,21 +81,33 @@ def _paper_section(entry: dict, ref_acc: Any) -> list[str]:
     variants = [v for v in (ref or {}).get("variants", []) if v in entry.get("variants", {})]
     if not ref or not variants:
         return []
-    T = ref["presentation_T"]
-    rows = [["ANN", _pct(ref["ann"]), _DASH, _pct(ref_acc), _DASH, _DASH]]
+    T, label = ref["presentation_T"], _reference_label(entry)
+    gap = (lambda a, r: f"{100 * (float(a) - float(r)):+.2f} pp" if a is not None and r else _DASH)
+    rows = [[label, _pct(ref["ann"]), _DASH, _pct(ref_acc), _DASH, _DASH]]
     for v in variants:
         acc = {int(t): a for t, a in (entry["variants"][v].get("accuracy") or {}).items() if a is not None}
         at = min((t for t in acc if t >= T), default=None)  # the first evaluated T covering the presentation
         best_t = max(acc, key=lambda t: (acc[t], -t)) if acc else None
-        gap = (lambda a: f"{100 * (float(a) - float(ref_acc)):+.2f} pp" if a is not None and ref_acc else _DASH)
-        rows.append([f"`{v}`", _pct(ref["snn"]), f"{100 * (ref['snn'] - ref['ann']):+.2f} pp",
-                     f"{_pct(acc.get(at))} (T={at})" if at else _DASH, gap(acc.get(at)) if at else _DASH,
+        rows.append([f"`{v}`", _pct(ref["snn"]), gap(ref["snn"], ref["ann"]),
+                     f"{_pct(acc.get(at))} (T={at})" if at else _DASH, gap(acc.get(at), ref_acc) if at else _DASH,
                      f"{_pct(acc[best_t])} (T={best_t})" if best_t else _DASH])
     return ["## Against the paper", "",
-            f"{ref['paper']}: {T} steps of 1 ms (0.5 s) per image, Poisson input; the paper's figure is its best "
-            "normalized SNN. Its ANN and this zoo's were trained separately, so compare the gaps to each ANN.", ""] + \
-        _table(["", "Paper", "Paper − its ANN", "Measured", "Measured − ANN", "Best measured"], rows,
+            f"{ref['paper']}: {ref['setting']}. Its networks and this zoo's were trained separately, so compare "
+            f"the gaps to each {label}.", ""] + \
+        _table(["", "Paper", f"Paper − its {label}", "Measured", f"Measured − {label}", "Best measured"], rows,
                ["---", "--:", "--:", "--:", "--:", "--:"]) + [""]
+
+
+def _direct_T(entry: dict) -> int | None:
+    """The training T of a directly trained SNN (``params.train.timesteps``), None for a converted ANN."""
+    return ((entry.get("params") or {}).get("train") or {}).get("timesteps")
+
+
+def _reference_label(entry: dict) -> str:
+    """What a model's SNNs are compared with: its ANN, or for a directly trained SNN the trained network itself
+    at its training T (batch norm not yet folded)."""
+    T = _direct_T(entry)
+    return f"trained SNN (T={T})" if T else "ANN"
 
 
 def _variants(entry: dict) -> list[str]:
@@ -109,9 +130,12 @@ def _summary_section(entry: dict, ref_acc: float | None) -> list[str]:
         ["Architecture", arch + (f" (family: {entry['family']})" if entry.get("family") else "")],
         ["Dataset", entry.get("dataset", _DASH)],
         ["Input shape", " × ".join(str(s) for s in shape) if shape else _DASH],
-        ["ANN accuracy", _pct(entry.get("ann_accuracy"))],
+        [f"{_reference_label(entry)} accuracy", _pct(entry.get("ann_accuracy"))],
         ["Variants", ", ".join(f"`{v}`" + (" (default)" if v == default else "") for v in _variants(entry))],
     ]
+    if _direct_T(entry):
+        summary.insert(3, ["Training", f"directly trained as an SNN of T={_direct_T(entry)} steps (surrogate "
+                                       "gradients through time), not converted from an ANN"])
     ev = entry.get("evaluation") or {}
     if ev.get("test_images"):
         n, total = ev["test_images"], ev.get("test_split_images")
@@ -124,7 +148,7 @@ def _summary_section(entry: dict, ref_acc: float | None) -> list[str]:
     best = best_result(entry)
     if best:
         near = first_within(entry)
-        summary.append(["Within 1 pp of the ANN", f"from T = {near[1]} (`{near[0]}`, {_pct(near[2])})" if near
+        summary.append([f"Within 1 pp of the {_reference_label(entry)}", f"from T = {near[1]} (`{near[0]}`, {_pct(near[2])})" if near
                         else "not reached at any evaluated T"])
         summary.append(["Best SNN accuracy", f"{_pct(best[2])} (`{best[0]}`, T = {best[1]})"])
     return _table(["", ""], summary, ["---", "---"]) + [""]
@@ -138,13 +162,14 @@ def _accuracy_section(entry: dict, ref_acc: float | None, image: str | None) -> 
     if not ts:
         return lines + ["No SNN accuracy recorded.", ""]
     header = ["Variant"] + [f"T={t}" for t in ts]
-    rows = [["ANN (reference)"] + [_pct(ref_acc)] * len(ts)]
+    rows = [[f"{_reference_label(entry)} (reference)"] + [_pct(ref_acc)] * len(ts)]
     for v in _variants(entry):
         acc = entry["variants"][v].get("accuracy") or {}
         rows.append([f"`{v}`"] + [_pct(acc.get(str(t))) for t in ts])
     lines += _table(header, rows, ["---"] + ["--:"] * len(ts)) + [""]
-    lines += ["Accuracy of the SNN after T simulation timesteps; the ANN row repeats the source network's "
-              "accuracy for comparison.", ""]
+    lines += ["Accuracy of the SNN after T simulation timesteps; the reference row repeats " + (
+        "the trained SNN's accuracy at its training T, before its batch norm was folded." if _direct_T(entry)
+        else "the source network's accuracy for comparison."), ""]
     per_t = {v: entry["variants"][v]["energy_ratio_per_T"] for v in _variants(entry)
              if isinstance(entry["variants"][v].get("energy_ratio_per_T"), dict)}
     if per_t:
@@ -164,7 +189,9 @@ def _energy_section(entry: dict) -> list[str]:
             + _table(["Variant", "Energy ratio (SNN / ANN)", "Spikes / image", "SynOps / image", "Test images"],
                      rows, ["---", "--:", "--:", "--:", "--:"]) + [""]
             + ["Measured at the largest T evaluated. Energy ratio: the SNN's estimated energy (synaptic operations "
-               "and analog-input MACs) relative to the ANN's multiply-accumulates; lower is better.", ""])
+               "and analog-input MACs) relative to the ANN's multiply-accumulates; lower is better." + (
+                   " For this directly trained SNN, the ANN is the same network run once with ReLUs in place of "
+                   "its neurons." if _direct_T(entry) else ""), ""])
 
 
 def _files_section(entry: dict) -> list[str]:
@@ -254,7 +281,7 @@ def render_plot(entry: dict, path: str | Path) -> Path:
             ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", markersize=3, label=v)
     ref_acc = ann_reference(entry)
     if ref_acc is not None:
-        ax.axhline(100 * float(ref_acc), color="black", linestyle="--", linewidth=1, label="ANN")
+        ax.axhline(100 * float(ref_acc), color="black", linestyle="--", linewidth=1, label=_reference_label(entry))
     ax.set_xscale("log", base=2)
     if ts:
         ax.xaxis.set_major_locator(FixedLocator(ts))
@@ -363,9 +390,34 @@ def readme_block(index: dict, link_dir: str) -> str:
     return render_zoo_table(index, link_dir=link_dir)
 
 
-def sync_readme(readme: str | Path, index: dict, marker: str, link_dir: str) -> bool:
-    """Replace the block between ``<!-- marker -->`` and ``<!-- /marker -->`` in ``readme`` with the tables
-    rendered from ``index``. Returns whether the file changed."""
+def render_paper_table(indexes: dict[str, dict]) -> str:
+    """The seed papers' reported figures beside this project's measurements on the same architecture and dataset
+    (:data:`PAPER_RESULTS`): one row per (paper, zoo model, variant of the paper's method), from the published
+    indexes ``{link_dir: index}`` (``link_dir``: the zoo's folder, linked to the model's card)."""
+    rows = []
+    for arch, ref in PAPER_RESULTS.items():
+        for link_dir, index in sorted(indexes.items()):
+            for name, e in sorted(index.get("models", {}).items()):
+                if e.get("arch") != arch:
+                    continue
+                T, label = ref["presentation_T"], _reference_label(e)
+                for v in [v for v in ref["variants"] if v in e.get("variants", {})]:
+                    acc = {int(t): a for t, a in (e["variants"][v].get("accuracy") or {}).items() if a is not None}
+                    at = min((t for t in acc if t >= T), default=None)
+                    best_t = max(acc, key=lambda t: (acc[t], -t)) if acc else None
+                    rows.append([ref["paper"], f"[{name}]({link_dir.rstrip('/')}/{name}/{CARD})", f"`{v}`",
+                                 f"{_pct(ref['ann'])} / {_pct(ref['snn'])} (T={T})",
+                                 f"{_pct(ann_reference(e))} ({label})",
+                                 f"{_pct(acc.get(at))} (T={at})" if at else _DASH,
+                                 f"{_pct(acc[best_t])} (T={best_t})" if best_t else _DASH])
+    header = ["Paper", "Model here", "Variant", "Paper: ANN / SNN", "Here: reference", "Here: SNN at the paper's T",
+              "Here: best SNN"]
+    return "\n".join(_table(header, rows, ["---", "---", "---", "--:", "--:", "--:", "--:"])) + "\n"
+
+
+def sync_block(readme: str | Path, marker: str, block: str) -> bool:
+    """Replace the text between ``<!-- marker -->`` and ``<!-- /marker -->`` in ``readme`` with ``block``.
+    Returns whether the file changed."""
     readme = Path(readme)
     text = readme.read_text()
     start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
@@ -373,8 +425,14 @@ def sync_readme(readme: str | Path, index: dict, marker: str, link_dir: str) -> 
         raise ValueError(f"{readme} has no '{start}' marker")
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1] if end in rest else rest
-    new = f"{head}{start}\n{readme_block(index, link_dir)}{end}{tail}"
+    new = f"{head}{start}\n{block}{end}{tail}"
     if new != text:
         with atomic_path(readme) as tmp:
             tmp.write_text(new)
     return new != text
+
+
+def sync_readme(readme: str | Path, index: dict, marker: str, link_dir: str) -> bool:
+    """Replace the block between ``<!-- marker -->`` and ``<!-- /marker -->`` in ``readme`` with the tables
+    rendered from ``index``. Returns whether the file changed."""
+    return sync_block(readme, marker, readme_block(index, link_dir))

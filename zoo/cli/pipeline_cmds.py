@@ -101,13 +101,18 @@ def best(model: str = typer.Argument(..., help="a model name from params.yaml"),
 @app.command("sync-readme")
 def sync_readme_cmd(zoo: str = typer.Option("demo", help="the zoo whose table goes into README.md"),
                     params: str = typer.Option("params.yaml"), readme: Path = typer.Option(Path("README.md"))) -> None:
-    """Rewrite README.md's zoo table from the published index (never typed by hand)."""
+    """Rewrite README.md's zoo table from the published index, and its seed-papers table from every published
+    index (never typed by hand)."""
     import json
 
-    from zoo.cards import sync_readme
+    from zoo.cards import render_paper_table, sync_block, sync_readme
 
     p = _params(params)
     zdir = Path(p.zoos[zoo].dir)
     index = json.loads((zdir / "index.json").read_text())
     changed = sync_readme(readme, index, f"{zoo}-zoo-table", link_dir=str(zdir))
-    typer.echo(f"{readme}: {'updated' if changed else 'already up to date'} from {zdir / 'index.json'}")
+    published = {z.dir: json.loads((Path(z.dir) / "index.json").read_text()) for z in p.zoos.values()
+                 if (Path(z.dir) / "index.json").is_file()}
+    changed = sync_block(readme, "seed-papers", render_paper_table(published)) or changed
+    typer.echo(f"{readme}: {'updated' if changed else 'already up to date'} from {zdir / 'index.json'} "
+               f"(seed papers: {len(published)} published indexes)")
