@@ -23,7 +23,7 @@ from zoo.conversion.variants import Recipe, get_variant
 from zoo.inputs import InputError
 from zoo.spiking.layer import ENCODERS, MembraneReadout, PoissonEncoder, RateGatedMaxPool2d, SoftmaxReadout, SpikeCountReadout
 from zoo.spiking.network import SpikingNetwork
-from zoo.spiking.neuron import BaseNode, IFNode, LIFNode, PLIFNode
+from zoo.spiking.neuron import BaseNode, IFNode, LIFNode, PLIFNode, TSSLNode
 
 OUTPUT = "output_probe"
 
@@ -40,6 +40,9 @@ def _make_neuron(point: ActPoint, threshold: Tensor, recipe: Recipe, compensatio
         with torch.no_grad():
             node.w.copy_(fn.w)
         return node
+    if point.kind == "tssl":  # a directly trained SNN (Zhang & Li 2020, TSSL-BP): its own neurons as trained
+        fn = point.fn
+        return TSSLNode(fn.tau_m, fn.tau_s, threshold=threshold, warmup=fn.warmup)
     if point.kind == "softlif":  # Hunsberger: the trained soft-LIF maps onto LIF neurons exactly
         fn = point.fn
         decay = math.exp(-recipe.dt / fn.tau_rc)

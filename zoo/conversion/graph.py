@@ -35,8 +35,9 @@ class ActPoint(nn.Module):
     kind: ``relu``, ``clip`` (ReLU clipped at ``clip``), ``softlif`` (Hunsberger's soft-LIF, kept as ``fn``),
     ``qcfs`` (Bu et al.'s quantization clip-floor-shift, kept as ``fn``, with its trained threshold), ``plif`` (a
     trained :class:`zoo.spiking.PLIFNode` of a directly trained SNN, kept as ``fn``; as an activation it is the
-    neuron's first step from rest, ``Θ(x/τ - θ)``) or ``output`` (identity probe on the logits). An attached
-    ``observer`` records its output.
+    neuron's first step from rest, ``Θ(x/τ - θ)``), ``tssl`` (a trained :class:`zoo.spiking.TSSLNode`, kept as
+    ``fn``; as an activation its first step from rest, the PSP ``Θ(x - θ) / τ_s``) or ``output`` (identity probe
+    on the logits). An attached ``observer`` records its output.
     """
 
     def __init__(self, kind: str = "relu", clip: float | None = None, fn: nn.Module | None = None) -> None:
@@ -54,6 +55,8 @@ class ActPoint(nn.Module):
         elif self.kind == "plif":
             v0 = self.fn.v_reset or 0.0
             y = (v0 + torch.sigmoid(self.fn.w) * x >= self.fn.threshold).to(x.dtype)
+        elif self.kind == "tssl":
+            y = (x >= self.fn.threshold).to(x.dtype) / self.fn.tau_s
         else:
             y = x
         if self.observer is not None:
@@ -78,9 +81,15 @@ def _is_plif(m: nn.Module) -> bool:
     return isinstance(m, PLIFNode)
 
 
+def _is_tssl(m: nn.Module) -> bool:
+    from zoo.spiking.neuron import TSSLNode
+
+    return isinstance(m, TSSLNode)
+
+
 def _is_trained_act(m: nn.Module) -> bool:
     """An activation with parameters of its own, kept whole as an ActPoint's ``fn``."""
-    return _is_softlif(m) or _is_qcfs(m) or _is_plif(m)
+    return _is_softlif(m) or _is_qcfs(m) or _is_plif(m) or _is_tssl(m)
 
 
 def _act_from_module(m: nn.Module) -> ActPoint | None:
@@ -96,6 +105,8 @@ def _act_from_module(m: nn.Module) -> ActPoint | None:
         return ActPoint("qcfs", fn=m)
     if _is_plif(m):
         return ActPoint("plif", fn=m)
+    if _is_tssl(m):
+        return ActPoint("tssl", fn=m)
     return None
 
 
@@ -116,7 +127,8 @@ DROPOUT_FUNCS = {F.dropout, F.dropout1d, F.dropout2d}
 
 def supported_ops() -> str:
     mods = [c.__name__ for c in SYNAPTIC + LINEAR_MODULES + REMOVABLE] + ["ReLU", "ReLU6", "Hardtanh(0, c)",
-                                                                          "SoftLIF", "QCFS", "PLIFNode", "timm BatchNormAct2d"]
+                                                                          "SoftLIF", "QCFS", "PLIFNode", "TSSLNode",
+                                                                          "timm BatchNormAct2d"]
     funcs = ["relu", "relu6", "hardtanh(0, c)", "clamp(min=0)", "add/+", "cat", "flatten/view/reshape",
              "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "mean", "dropout", "multiplication by a constant"]
     return "modules: " + ", ".join(mods) + "; functions/methods: " + ", ".join(funcs)

@@ -8,7 +8,8 @@ Thresholds (one per layer, or per channel) come from
 * ``max``        — the largest activation on calibration data (Diehl 2015, data-based);
 * ``percentile`` — the p-th percentile of positive activations (Rueckauer 2017, robust normalization);
 * ``trained``    — the ANN's own trained clip: QCFS's threshold lambda (Bu 2022), a clipped ReLU's bound; the
-  threshold of a directly trained SNN's PLIF neurons (Fang 2021), whose layers are kept as trained.
+  threshold of a directly trained SNN's PLIF (Fang 2021) or TSSL (Zhang & Li 2020) neurons, whose layers are
+  kept as trained.
 
 **Threshold form** (threshold balancing): weights stay as trained; a neuron with threshold θ emits spikes of
 value θ, so every layer sees currents in the ANN's units.
@@ -71,6 +72,26 @@ def model_bounds(canonical: fx.GraphModule, input_shape: tuple[int, ...], input_
     return maxima
 
 
+#: ActPoint kinds of a directly trained SNN's neurons: what the error calls them, and the variant that keeps them
+DIRECT_KINDS = {"plif": ("PLIF", "fang2021"), "tssl": ("TSSL", "zhang2020")}
+
+
+def _check_direct(name: str, p: ActPoint, recipe) -> None:
+    """A directly trained SNN's neuron layer is kept as trained (norm='trained'), by its own variant."""
+    if p.kind not in DIRECT_KINDS:
+        return
+    label, variant = DIRECT_KINDS[p.kind]
+    if recipe.norm != "trained":
+        raise ConversionError(
+            f"layer {name!r} is a trained {label} neuron layer: the model is a directly trained SNN, whose "
+            f"neurons and thresholds are part of what was trained, not an ANN to normalize with "
+            f"norm={recipe.norm!r}. Use variant {variant} (norm='trained'), which keeps them")
+    others = {v for k, (_, v) in DIRECT_KINDS.items() if k != p.kind}
+    if recipe.name in others:
+        raise ConversionError(f"layer {name!r} is a trained {label} neuron layer, but variant {recipe.name!r} is "
+                              f"the recipe of another neuron model: use variant {variant}")
+
+
 def compute_thresholds(canonical: fx.GraphModule, recipe, stats=None, *, input_shape=None,
                        input_bound: float | None = None) -> dict[str, Tensor]:
     """Threshold (1-D tensor: 1 value per layer or 1 per channel) for every ActPoint, per ``recipe.norm``."""
@@ -81,11 +102,7 @@ def compute_thresholds(canonical: fx.GraphModule, recipe, stats=None, *, input_s
             raise ValueError("model-based normalization needs the input shape")
         bounds = model_bounds(canonical, input_shape, input_bound or 1.0)
     for name, p in points.items():
-        if p.kind == "plif" and recipe.norm != "trained":
-            raise ConversionError(
-                f"layer {name!r} is a trained PLIF neuron layer: the model is a directly trained SNN, whose "
-                f"neurons and thresholds are part of what was trained, not an ANN to normalize with "
-                f"norm={recipe.norm!r}. Use variant fang2021 (norm='trained'), which keeps them")
+        _check_direct(name, p, recipe)
         if recipe.norm == "trained":
             th = _trained_threshold(name, p)
         elif recipe.norm == "none":
@@ -133,7 +150,7 @@ def _feeding_points(gm: fx.GraphModule, name: str, points: dict) -> list[str]:
 def _trained_threshold(name: str, p: ActPoint) -> Tensor:
     if p.kind == "qcfs":
         return p.fn.threshold.detach().float().abs().reshape(-1)
-    if p.kind == "plif":
+    if p.kind in DIRECT_KINDS:
         return p.fn.threshold.detach().float().reshape(-1)
     if p.kind == "clip":
         return torch.tensor([float(p.clip)])
@@ -141,7 +158,7 @@ def _trained_threshold(name: str, p: ActPoint) -> Tensor:
         return torch.ones(1)
     raise ConversionError(
         f"norm='trained' takes each layer's threshold from the ANN's trained activation (QCFS's lambda, a "
-        f"clipped ReLU's bound, a directly trained PLIF neuron's threshold), but layer {name!r} is a {p.kind} activation with none. Train the ANN with "
+        f"clipped ReLU's bound, a directly trained PLIF or TSSL neuron's threshold), but layer {name!r} is a {p.kind} activation with none. Train the ANN with "
         "act: qcfs (params.yaml models.<name>.arch_kwargs, e.g. fine-tuned with train.init_from), or choose a "
         "variant with data-based thresholds such as low-latency or rueckauer2017")
 

@@ -243,14 +243,22 @@ _SEEDS.append(dict(
                 "spike max-pooling, the output layer's mean current as score, as trained. Any ANN is refused.",
     neuron="if", reset="zero", encoder="analog", readout="membrane", bias="current", norm="trained",
     maxpool="spike_max"))
+_SEEDS.append(dict(
+    name="zhang2020", reference="Zhang & Li 2020 (NeurIPS), TSSL-BP",
+    description="A directly trained SNN (act: tssl, train.timesteps; TSSL-BP): batch norm folded, its LIF neurons "
+                "with first-order synapses kept with their time constants and thresholds, reset to zero, the "
+                "post-synaptic potentials of their spikes passed on; analog input into the first layer, "
+                "max-pooling of the PSPs, the output layer's mean current as score, as trained. Any ANN is refused.",
+    neuron="if", reset="zero", encoder="analog", readout="membrane", bias="current", norm="trained",
+    maxpool="spike_max"))
 for _fields in _SEEDS:
     register_variant(make_recipe(_fields))
 
 SEED_VARIANTS = ["cao2015", "diehl2015-model", "diehl2015-data", "rueckauer2017", "hu2018", "hunsberger2016"]
 #: variants that need a QCFS-trained ANN (``act: qcfs``): their thresholds are its trained ones
 QCFS_VARIANTS = ["bu2022", "bu2022-calibrated", "wang2022"]
-#: variants for a directly trained SNN (``act: plif``): no conversion, its trained neurons are kept
-DIRECT_VARIANTS = ["fang2021"]
+#: variants for a directly trained SNN (``act: plif``, ``act: tssl``): no conversion, its trained neurons are kept
+DIRECT_VARIANTS = ["fang2021", "zhang2020"]
 
 __all__ = ["Recipe", "VariantError", "variants", "get_variant", "register_variant", "make_recipe",
            "SEED_VARIANTS", "QCFS_VARIANTS", "DIRECT_VARIANTS", "DEFAULT_TIMESTEPS"]

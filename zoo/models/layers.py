@@ -4,9 +4,9 @@ Every architecture in :mod:`zoo.models` is built from the same small set of modu
 (:mod:`zoo.conversion.graph`) can map it onto spiking neurons:
 
 * activations: ``nn.ReLU``, ``nn.ReLU6``, ``nn.Hardtanh(0, c)`` (``act="clip"``), :class:`SoftLIF` or
-  :class:`QCFS`, one module instance per use, never in place; or, for a directly trained SNN (``act="plif"``),
-  :class:`zoo.spiking.PLIFNode` spiking neurons (the net is then a multi-step SNN body, see
-  :func:`zoo.spiking.multi_step`);
+  :class:`QCFS`, one module instance per use, never in place; or, for a directly trained SNN, spiking neurons:
+  :class:`zoo.spiking.PLIFNode` (``act="plif"``, Fang et al. 2021) or :class:`zoo.spiking.TSSLNode`
+  (``act="tssl"``, Zhang & Li 2020) (the net is then a multi-step SNN body, see :func:`zoo.spiking.multi_step`);
 * ``nn.Conv2d`` / ``nn.Linear`` (optionally followed by ``nn.BatchNorm2d`` / ``nn.BatchNorm1d``);
 * ``nn.MaxPool2d`` / ``nn.AvgPool2d`` / ``nn.AdaptiveAvgPool2d``, ``nn.Flatten``, ``nn.Dropout``;
 * residual adds written ``out = out + shortcut`` followed by an activation, concatenations ``torch.cat(.., 1)``.
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ACTIVATIONS = ("relu", "relu6", "clip", "softlif", "qcfs", "plif")
+ACTIVATIONS = ("relu", "relu6", "clip", "softlif", "qcfs", "plif", "tssl")
 POOLS = ("max", "avg")
 
 # SoftLIF: below this smoothed current the rate is set to exactly 0 (see SoftLIF's docstring).
@@ -160,6 +160,23 @@ def make_plif(tau_init: float = 2.0, v_reset: float | None = 0.0, detach_reset: 
     return PLIFNode(tau_init, v_reset=v_reset, detach_reset=detach_reset, surrogate=SURROGATES[surrogate](alpha))
 
 
+TSSL_KWARGS = ("tau_m", "tau_s", "threshold", "warmup")
+
+
+def make_tssl(tau_m: float = 5.0, tau_s: float = 3.0, threshold: float = 1.0, warmup: bool = True,
+              **unknown: Any) -> nn.Module:
+    """A :class:`zoo.spiking.TSSLNode` for ``act="tssl"``; defaults are Zhang & Li's (2020, the configs of their
+    code): ``tau_m=5``, ``tau_s=3``, ``threshold=1``, and the warm-up gradient of quiet neurons of their
+    ``functions/tsslbp.py`` (``warmup=False``: pure TSSL-BP)."""
+    from zoo.spiking.neuron import TSSLNode
+
+    if unknown:
+        raise ValueError(f"act='tssl' takes act_kwargs {list(TSSL_KWARGS)}; got {sorted(unknown)}")
+    if not isinstance(warmup, bool):
+        raise ValueError(f"act='tssl': warmup must be true or false, got {warmup!r}")
+    return TSSLNode(float(tau_m), float(tau_s), threshold=float(threshold), warmup=warmup)
+
+
 # --------------------------------------------------------------------------------------------- options
 # timm passes these to every entrypoint; they carry no meaning for our randomly initialised models.
 _TIMM_FACTORY_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
@@ -218,6 +235,8 @@ class ArchOptions:
             return QCFS(**kw)
         if self.act == "plif":
             return make_plif(**self.act_kwargs)
+        if self.act == "tssl":
+            return make_tssl(**self.act_kwargs)
         return SoftLIF(**self.act_kwargs)
 
     def pool_layer(self, kind: str | None = None, kernel_size: int = 2, stride: int | None = None,
@@ -284,10 +303,13 @@ def parse_options(name: str, kwargs: dict[str, Any], *, pretrained: bool = False
             raise ValueError(f"{name}: act='clip' needs clip_value > 0 (the activation is Hardtanh(0, clip_value))")
         clip_value = float(clip_value)
     act_kwargs = dict(merged.get("act_kwargs") or {})
-    if act_kwargs and act not in ("softlif", "qcfs", "plif"):
-        raise ValueError(f"{name}: act_kwargs are only used with act='softlif', 'qcfs' or 'plif' (got act={act!r})")
+    if act_kwargs and act not in ("softlif", "qcfs", "plif", "tssl"):
+        raise ValueError(f"{name}: act_kwargs are only used with act='softlif' or 'qcfs', or with the spiking "
+                         f"act='plif' or 'tssl' (got act={act!r})")
     if act == "plif":
         make_plif(**act_kwargs)  # validates names and values early
+    if act == "tssl":
+        make_tssl(**act_kwargs)  # validates names and values early
     if act == "softlif":
         SoftLIF(**act_kwargs)  # validates names and values early
     if act == "qcfs":

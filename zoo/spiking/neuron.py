@@ -8,7 +8,7 @@ carried from one chunk to the next until :meth:`reset_state`, so a run of T=1024
 The network sets ``steps`` (T of the chunk) and ``batch`` (B) on every stateful module before each chunk;
 :class:`zoo.spiking.network.SpikingNetwork` does this for you.
 
-Three neuron models:
+Four neuron models:
 
 * :class:`IFNode` — integrate-and-fire (Diehl 2015, Rueckauer 2017): ``v += I``; a spike when ``v >= θ``;
   reset to zero or by subtraction of θ.
@@ -20,6 +20,8 @@ Three neuron models:
   step forward, a smooth derivative backward, so a loss back-propagates through time to the weights and to
   ``w``. It builds its outputs without in-place updates (autograd through the chunk and, until the state is
   reset or :meth:`PLIFNode.detach_state` is called, across chunks) and runs under ``torch.no_grad`` as well.
+* :class:`TSSLNode` — LIF with a first-order synaptic response for TSSL-BP (Zhang & Li 2020): its output is the
+  post-synaptic potential of its spikes, and its backward pass follows the spike times (:mod:`zoo.spiking.tssl`).
 
 IF and LIF neurons emit spikes of value ``amplitude`` (``θ`` in the threshold-balanced form, so the next layer sees
 real units; 1 in the weight-normalized form) and can pass them through an exponential synaptic filter. A calibrated
@@ -34,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.spiking.surrogate import ATan, Surrogate
+from zoo.spiking.tssl import tssl_chunk
 
 RESETS = ("subtract", "zero")
 # A neuron fires when v >= θ·(1 - TIE). In exact arithmetic the threshold-balanced and the weight-normalized
@@ -166,6 +169,12 @@ class BaseNode(nn.Module):
         amplitude; what is recorded and counted is detached. No synaptic filter (none of its users has one)."""
         if self.synapse_decay is not None:
             raise NotImplementedError("the differentiable path has no synaptic filter")
+        self._record(spikes)
+        out = spikes * _channel_view(self.amplitude, spikes.ndim - 1).to(spikes.dtype)
+        return out.reshape((-1,) + tuple(out.shape[2:]))
+
+    def _record(self, spikes: Tensor) -> None:
+        """Record and count binary spikes ``[T, B, ...]`` (detached; unsigned) where asked to."""
         binary = spikes.detach()
         if self.record:
             self.recorded.append(binary.clone())
@@ -174,8 +183,6 @@ class BaseNode(nn.Module):
             summed = binary.sum(0)
             self.spike_counts = per_step if self.spike_counts is None else torch.cat([self.spike_counts, per_step])
             self.rate_sum = summed if self.rate_sum is None else self.rate_sum + summed
-        out = spikes * _channel_view(self.amplitude, spikes.ndim - 1).to(spikes.dtype)
-        return out.reshape((-1,) + tuple(out.shape[2:]))
 
     def _begin(self, x: Tensor) -> tuple[Tensor, bool, Tensor, Tensor, Tensor]:
         """Start a chunk: ``(xs, const, th, v, spikes)`` with the input as ``[T, B, ...]`` (``[B, ...]`` when
@@ -392,4 +399,56 @@ class PLIFNode(BaseNode):
         return self._finish_differentiable(torch.stack(spikes))
 
 
-__all__ = ["BaseNode", "IFNode", "LIFNode", "PLIFNode", "RESETS"]
+class TSSLNode(BaseNode):
+    """LIF neuron with a first-order synaptic response, trained with TSSL-BP (Zhang & Li 2020, "Temporal Spike
+    Sequence Learning via Backpropagation for Deep Spiking Neural Networks", NeurIPS).
+
+    Per step, with ``k_m = 1 - 1/τ_m`` and ``k_s = 1 - 1/τ_s``::
+
+        u[t]   = k_m · u[t-1] · (1 - s[t-1]) + I[t]     membrane, reset to zero after a spike
+        s[t]   = Θ(u[t] - θ)                            binary spike (Θ(0) = 1)
+        syn[t] = k_s · syn[t-1] + s[t],  a[t] = syn[t] / τ_s
+
+    Its output to the next layer is the post-synaptic potential ``a[t]`` of its spike train, not the spikes;
+    the binary spikes are what is recorded and counted. The backward pass is TSSL-BP's, not a surrogate: the
+    error reaches the membrane through the timing of its spikes (:mod:`zoo.spiking.tssl`, whose
+    :class:`~zoo.spiking.tssl.TSSLFunction` runs a chunk; ``warmup`` keeps the reference code's sigmoid
+    gradient at quiet steps). Defaults are the paper's: ``τ_m = 5``, ``τ_s = 3``, ``θ = 1``. Layout and
+    carried state (membrane and synaptic trace) as :class:`PLIFNode`; gradients cross chunk boundaries until
+    :meth:`reset_state` or :meth:`detach_state`.
+    """
+
+    def __init__(self, tau_m: float = 5.0, tau_s: float = 3.0, *, threshold: Tensor | float = 1.0,
+                 warmup: bool = True) -> None:
+        super().__init__(threshold, amplitude=1.0, reset="zero")
+        if not (tau_m > 1.0 and tau_s >= 1.0 and bool((self.threshold > 0).all())):
+            raise ValueError(f"TSSLNode needs tau_m > 1, tau_s >= 1 and threshold > 0; got tau_m={tau_m}, "
+                             f"tau_s={tau_s}, threshold={self.threshold.tolist()}")
+        self.tau_m, self.tau_s, self.warmup = float(tau_m), float(tau_s), bool(warmup)
+
+    def _state_init(self) -> None:
+        super()._state_init()
+        self.syn: Tensor | None = None  # synaptic trace (a = syn / tau_s)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", tau_m={self.tau_m:g}, tau_s={self.tau_s:g}" + (
+            "" if self.warmup else ", warmup=False")
+
+    def detach_state(self) -> None:
+        """Keep the state but drop its graph: the next chunk back-propagates no further back."""
+        self.v = None if self.v is None else self.v.detach()
+        self.syn = None if self.syn is None else self.syn.detach()
+
+    def forward(self, x: Tensor) -> Tensor:
+        xs, const = self._split_time(x)
+        if const:
+            xs = xs.expand((self.steps,) + tuple(xs.shape))
+        th = _channel_view(self.threshold, xs.ndim - 1).to(xs.dtype)
+        u = self.v if self.v is not None else torch.zeros_like(xs[0])
+        syn = self.syn if self.syn is not None else torch.zeros_like(xs[0])
+        a, s, self.v, self.syn = tssl_chunk(xs, u, syn, th, self.tau_m, self.tau_s, self.warmup)
+        self._record(s)
+        return a.reshape((-1,) + tuple(a.shape[2:]))
+
+
+__all__ = ["BaseNode", "IFNode", "LIFNode", "PLIFNode", "TSSLNode", "RESETS"]
