@@ -56,9 +56,32 @@ def test_diehl2015_model_output_layer_spikes_and_classifies(fcn, standardized):
     # the output layer keeps its trained weights (Diehl et al.'s code); hidden layers are scaled
     linear = [m for m in snn.body.modules() if isinstance(m, nn.Linear)]
     torch.testing.assert_close(linear[-1].weight.detach(), fcn.net[5].weight.detach(), rtol=1e-5, atol=0)
+    # Poisson input at the largest unclipped rate: c = 1/max|x| of the calibration images
+    c = snn.config["recipe"]["poisson_rate"]
+    assert c == pytest.approx(1.0 / float(xtr[:256].abs().max()), rel=1e-6) and c < 1
     # the first layer: the largest input one step of +-1/c spikes can bring is one threshold
     w1 = linear[0].weight.detach().float()
-    assert float(w1.abs().sum(1).max()) == pytest.approx(1.0, rel=1e-5)
+    assert float(w1.abs().sum(1).max()) / c == pytest.approx(1.0, rel=1e-5)
+
+
+def test_poisson_input_at_the_auto_rate_codes_standardized_images_without_clipping(standardized):
+    """With c = 1 a standardized image's bright pixels (x > 1) fire at probability 1 and their mean input is 1,
+    not x (measured on MNIST, max 2.82: diehl2015-model's FCN reached 98.1% of 1,000 test images at T=1024 with
+    c = 1 and 99.0% with c = 1/max|x|); with the rate diehl2015-model resolves, every pixel's mean is x."""
+    from zoo.spiking.layer import PoissonEncoder
+
+    xtr = standardized[0]
+    x = xtr[:4]
+    assert float(x.max()) > 1.5
+    c = 1.0 / float(xtr[:256].abs().max())
+    means = {}
+    for rate in (1.0, c):
+        enc = PoissonEncoder(rate, seed=0)
+        enc.steps, enc.batch = 4000, x.shape[0]
+        means[rate] = enc(x).reshape((4000,) + tuple(x.shape)).mean(0)
+    bright = x > 1.2
+    assert float((means[1.0][bright] - x[bright]).max()) < -0.15  # clipped: bright pixels read as 1
+    torch.testing.assert_close(means[c], x, atol=0.12, rtol=0)   # unbiased (4,000 draws: sd <= 0.03)
 
 
 def test_diehl2015_model_recipe_is_stored_with_its_output_setting(fcn, standardized, tmp_path):

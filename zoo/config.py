@@ -64,7 +64,7 @@ class TrainConfig(_Strict):
                                                     "(runtime setting; a checkpoint resumes under either)")
     init_from: str | None = Field(None, description="start from a published zoo model's ANN weights, "
                                                   "'<model>' or '<model>:<variant>' (a fine-tune, e.g. to QCFS)")
-    timesteps: int | None = Field(None, gt=0, description="train a spiking net (act: plif) directly as an SNN of "
+    timesteps: int | None = Field(None, gt=0, description="train a spiking net (act: plif or tssl) directly as an SNN of "
                                                           "this many timesteps (Fang et al. 2021); null: an ANN")
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = Field(
         "32-true", description="Lightning precision: 'bf16-mixed' autocasts to bfloat16 (CPU or GPU), '16-mixed' "

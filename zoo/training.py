@@ -36,7 +36,7 @@ Details:
   without native bfloat16 (AVX2 only), where autocast runs many times slower, it trains in float32 instead,
   with a warning. meta.json records the precision used.
 * Directly trained SNNs (``timesteps=T``): the model is an SNN body whose activations are spiking neurons
-  (``act="plif"``); every batch runs it for T steps (:func:`zoo.spiking.multi_step`) and its mean output current
+  (``act="plif"`` or ``"tssl"``); every batch runs it for T steps (:func:`zoo.spiking.multi_step`) and its mean output current
   is the logits, so the loss back-propagates through time with surrogate gradients. test_accuracy is the SNN's
   at T. Everything else (optimizer, schedule, resuming, MLflow, DDP) is as for an ANN.
 * Starting point: ``init_from`` (a trained ANN, e.g. a published model's ANN from ``zoo.load(name, ann=True)``)
@@ -146,7 +146,7 @@ class ClassifierModule(pl.LightningModule):
         self.model = timm.create_model(arch, **arch_kwargs)
         if timesteps and not any(hasattr(m, "reset_state") for m in self.model.modules()):
             raise ValueError(f"timesteps={timesteps} trains a spiking net directly, but {arch} with {arch_kwargs} has "
-                             "no spiking neurons: build it with act='plif' (e.g. arch plif_convnet), or drop timesteps")
+                             "no spiking neurons: build it with act='plif' or 'tssl' (e.g. arch plif_convnet), or drop timesteps")
         self.augment_mode, self.augment_pad = resolve_augment(augment, input_shape)
         self.channels_last = False  # runtime setting (see train()), not a hyperparameter
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")

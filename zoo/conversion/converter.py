@@ -156,6 +156,11 @@ def convert(model: nn.Module, calibration_data=None, variant: str | Recipe = "ru
         if calibration_data is None:
             raise ValueError(f"norm={recipe.norm!r} needs calibration_data (or precomputed stats)")
         stats = calibrate(canonical, calibration_data, max_batches=max_batches, progress=progress)
+    if recipe.encoder == "poisson" and recipe.poisson_rate is None:  # the largest unclipped rate (stored resolved)
+        if calibration_data is None:
+            raise ValueError("poisson_rate=None sets c = 1/max|x| of the calibration images: pass calibration_data "
+                             "(or a poisson_rate)")
+        recipe = recipe.override(poisson_rate=1.0 / max(float(_first_batch(calibration_data).abs().max()), 1e-12))
     input_bound = recipe.input_bound
     if recipe.norm == "model" and input_bound is None:
         if recipe.encoder == "poisson":  # what the first layer receives per step: spikes of +-1/c

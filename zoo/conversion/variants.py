@@ -37,7 +37,10 @@ class Recipe(BaseModel):
     synapse_tau: float | None = Field(None, gt=0, description="exponential synaptic filter on spikes [s]")
     # input / output
     encoder: Literal["analog", "poisson"] = Field("analog", description="input coding")
-    poisson_rate: float = Field(1.0, gt=0, description="Poisson input: spike probability c*|x| per step")
+    poisson_rate: float | None = Field(
+        1.0, gt=0, description="Poisson input: spike probability c*|x| per step, spikes of +-1/c; None: c = 1/max|x| "
+                               "of the calibration images, the largest rate at which no input's probability is "
+                               "clipped at 1 (standardized images exceed 1), stored resolved in the checkpoint")
     readout: Literal["membrane", "spike_count", "softmax"] = Field("membrane", description="output decoding")
     # layers
     bias: Literal["current", "drop"] = Field("current", description="biases as constant input current, or zeroed")
@@ -178,15 +181,16 @@ _SEEDS = [
     dict(name="diehl2015-model", reference="Diehl et al. 2015, IJCNN",
          description="Cao's network with model-based weight normalization: each hidden layer's weights scaled so "
                      "that the largest input its weights allow is one threshold per step (Poisson input: spikes "
-                     "of +-1/c); the output layer keeps its trained weights, as in Diehl et al.'s code "
-                     "(thresholds 1).",
-         neuron="if", reset="zero", encoder="poisson", readout="spike_count", bias="drop", norm="model",
-         form="weight", maxpool="spike_max", normalize_output=False),
+                     "of +-1/c, c = 1/max|x| so that the brightest input fires every step, as Diehl's 1 kHz at "
+                     "1 ms, and no rate is clipped); the output layer keeps its trained weights, as in Diehl et "
+                     "al.'s code (thresholds 1).",
+         neuron="if", reset="zero", encoder="poisson", poisson_rate=None, readout="spike_count", bias="drop",
+         norm="model", form="weight", maxpool="spike_max", normalize_output=False),
     dict(name="diehl2015-data", reference="Diehl et al. 2015, IJCNN",
          description="Cao's network with data-based normalization: thresholds at the maximum activation seen "
-                     "on calibration data (threshold balancing).",
-         neuron="if", reset="zero", encoder="poisson", readout="spike_count", bias="drop", norm="max",
-         maxpool="spike_max"),
+                     "on calibration data (threshold balancing); Poisson input at c = 1/max|x|, as diehl2015-model.",
+         neuron="if", reset="zero", encoder="poisson", poisson_rate=None, readout="spike_count", bias="drop",
+         norm="max", maxpool="spike_max"),
     dict(name="rueckauer2017", reference="Rueckauer et al. 2017, Front. Neurosci.",
          description="Reset by subtraction, biases as constant current, robust 99.9th-percentile "
                      "normalization, batch-norm folded, analog input, membrane readout, rate-gated max-pool.",
