@@ -92,8 +92,9 @@ def _paper_section(entry: dict, ref_acc: Any) -> list[str]:
                      f"{_pct(acc.get(at))} (T={at})" if at else _DASH, gap(acc.get(at), ref_acc) if at else _DASH,
                      f"{_pct(acc[best_t])} (T={best_t})" if best_t else _DASH])
     return ["## Against the paper", "",
-            f"{ref['paper']}: {ref['setting']}. Its networks and this zoo's were trained separately, so compare "
-            f"the gaps to each {label}.", ""] + \
+            f"{ref['paper']}: {ref['setting']}. " + ("Its network and this zoo's were trained separately." if
+                                                     _direct_T(entry) else "Its ANN and this zoo's were trained "
+                                                     "separately, so compare the gaps to each ANN."), ""] + \
         _table(["", "Paper", f"Paper − its {label}", "Measured", f"Measured − {label}", "Best measured"], rows,
                ["---", "--:", "--:", "--:", "--:", "--:"]) + [""]
 
@@ -167,9 +168,9 @@ def _accuracy_section(entry: dict, ref_acc: float | None, image: str | None) -> 
         acc = entry["variants"][v].get("accuracy") or {}
         rows.append([f"`{v}`"] + [_pct(acc.get(str(t))) for t in ts])
     lines += _table(header, rows, ["---"] + ["--:"] * len(ts)) + [""]
-    lines += ["Accuracy of the SNN after T simulation timesteps; the reference row repeats " + (
-        "the trained SNN's accuracy at its training T, before its batch norm was folded." if _direct_T(entry)
-        else "the source network's accuracy for comparison."), ""]
+    lines += ["Accuracy of the SNN after T simulation timesteps; " + (
+        "the reference row repeats the trained SNN's accuracy at its training T, before its batch norm was folded."
+        if _direct_T(entry) else "the ANN row repeats the source network's accuracy for comparison."), ""]
     per_t = {v: entry["variants"][v]["energy_ratio_per_T"] for v in _variants(entry)
              if isinstance(entry["variants"][v].get("energy_ratio_per_T"), dict)}
     if per_t:
