@@ -102,14 +102,16 @@ def train_digits(model: nn.Module, digits, epochs: int = 30, seed: int = 0) -> n
 
 def assert_spiking_types(snn, *, encoder: str, readout: str, neuron: str, reset: str, v_init: float) -> None:
     """The SNN's encoder, readout and neurons are the classes and settings these recipe fields name."""
-    from zoo.spiking import AnalogEncoder, IFNode, LIFNode, MembraneReadout, PoissonEncoder, SoftmaxReadout, \
-        SpikeCountReadout
+    from zoo.spiking import AnalogEncoder, IFNode, LIFNode, MembraneReadout, PLIFNode, PoissonEncoder, \
+        SoftmaxReadout, SpikeCountReadout
+    from zoo.spiking.neuron import TSSLNode
 
     assert type(snn.encoder) is {"analog": AnalogEncoder, "poisson": PoissonEncoder}[encoder]
     assert type(snn.readout) is {"membrane": MembraneReadout, "spike_count": SpikeCountReadout,
                                  "softmax": SoftmaxReadout}[readout]
     neurons = list(snn.neurons().values())
-    assert neurons and all(type(n) is {"if": IFNode, "lif": LIFNode}[neuron] for n in neurons)
+    assert neurons and all(type(n) is {"if": IFNode, "lif": LIFNode, "plif": PLIFNode, "tssl": TSSLNode}[neuron]
+                           for n in neurons)
     assert all((n.reset, n.v_init) == (reset, v_init) for n in neurons), (reset, v_init)
 
 

@@ -77,19 +77,23 @@ DIRECT_KINDS = {"plif": ("PLIF", "fang2021"), "tssl": ("TSSL", "zhang2020")}
 
 
 def _check_direct(name: str, p: ActPoint, recipe) -> None:
-    """A directly trained SNN's neuron layer is kept as trained (norm='trained'), by its own variant."""
-    if p.kind not in DIRECT_KINDS:
-        return
-    label, variant = DIRECT_KINDS[p.kind]
-    if recipe.norm != "trained":
+    """A directly trained SNN's neuron layer is kept as trained (norm='trained'), by its own variant; a variant
+    that keeps trained neurons (neuron plif/tssl) takes no ANN."""
+    if p.kind in DIRECT_KINDS:
+        label, variant = DIRECT_KINDS[p.kind]
+        if recipe.norm != "trained":
+            raise ConversionError(
+                f"layer {name!r} is a trained {label} neuron layer: the model is a directly trained SNN, whose "
+                f"neurons and thresholds are part of what was trained, not an ANN to normalize with "
+                f"norm={recipe.norm!r}. Use variant {variant} (norm='trained'), which keeps them")
+        if recipe.neuron != p.kind:
+            raise ConversionError(f"layer {name!r} is a trained {label} neuron layer, but variant {recipe.name!r} "
+                                  f"is the recipe of another neuron model: use variant {variant}")
+    elif recipe.neuron in DIRECT_KINDS and p.kind != "output":
         raise ConversionError(
-            f"layer {name!r} is a trained {label} neuron layer: the model is a directly trained SNN, whose "
-            f"neurons and thresholds are part of what was trained, not an ANN to normalize with "
-            f"norm={recipe.norm!r}. Use variant {variant} (norm='trained'), which keeps them")
-    others = {v for k, (_, v) in DIRECT_KINDS.items() if k != p.kind}
-    if recipe.name in others:
-        raise ConversionError(f"layer {name!r} is a trained {label} neuron layer, but variant {recipe.name!r} is "
-                              f"the recipe of another neuron model: use variant {variant}")
+            f"variant {recipe.name!r} keeps the trained {DIRECT_KINDS[recipe.neuron][0]} neurons of a directly "
+            f"trained SNN (act: {recipe.neuron}), but layer {name!r} is a {p.kind} activation: convert an ANN with "
+            "a conversion variant (e.g. rueckauer2017, low-latency, or bu2022 for QCFS), or train the net as an SNN")
 
 
 def compute_thresholds(canonical: fx.GraphModule, recipe, stats=None, *, input_shape=None,

@@ -28,7 +28,9 @@ class Recipe(BaseModel):
     description: str = ""
     reference: str = ""
     # neurons
-    neuron: Literal["if", "lif"] = Field("if", description="integrate-and-fire or leaky integrate-and-fire")
+    neuron: Literal["if", "lif", "plif", "tssl"] = Field(
+        "if", description="integrate-and-fire or leaky integrate-and-fire; plif/tssl: a directly trained SNN's own "
+                          "PLIF or TSSL-BP neurons, kept as trained (needs norm='trained')")
     reset: Literal["subtract", "zero"] = Field("subtract", description="reset by subtraction or to zero")
     v_init: float = Field(0.0, ge=0.0, le=1.0, description="initial membrane potential, fraction of threshold")
     tau_rc: float = Field(0.02, gt=0, description="LIF membrane time constant [s]")
@@ -89,6 +91,9 @@ class Recipe(BaseModel):
         if self.correction != "none" and self.form != "threshold":
             raise ValueError(f"correction={self.correction!r} needs form='threshold' (the corrections are in the "
                              "ANN's units)")
+        if self.neuron in ("plif", "tssl") and self.norm != "trained":
+            raise ValueError(f"neuron={self.neuron!r} keeps a directly trained SNN's neurons as trained: it needs "
+                             "norm='trained'")
         if self.signed and (self.neuron, self.reset) != ("if", "subtract"):
             raise ValueError("signed=True needs neuron='if' and reset='subtract' (a negative spike undoes one "
                              "subtraction)")
@@ -245,7 +250,7 @@ _SEEDS.append(dict(
     description="A directly trained SNN (act: plif, train.timesteps): batch norm folded, its PLIF neurons kept with "
                 "their trained time constants, thresholds and hard reset; analog input into the first layer, "
                 "spike max-pooling, the output layer's mean current as score, as trained. Any ANN is refused.",
-    neuron="if", reset="zero", encoder="analog", readout="membrane", bias="current", norm="trained",
+    neuron="plif", reset="zero", encoder="analog", readout="membrane", bias="current", norm="trained",
     maxpool="spike_max"))
 _SEEDS.append(dict(
     name="zhang2020", reference="Zhang & Li 2020 (NeurIPS), TSSL-BP",
@@ -253,7 +258,7 @@ _SEEDS.append(dict(
                 "with first-order synapses kept with their time constants and thresholds, reset to zero, the "
                 "post-synaptic potentials of their spikes passed on; analog input into the first layer, "
                 "max-pooling of the PSPs, the output layer's mean current as score, as trained. Any ANN is refused.",
-    neuron="if", reset="zero", encoder="analog", readout="membrane", bias="current", norm="trained",
+    neuron="tssl", reset="zero", encoder="analog", readout="membrane", bias="current", norm="trained",
     maxpool="spike_max"))
 for _fields in _SEEDS:
     register_variant(make_recipe(_fields))
