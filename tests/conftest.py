@@ -140,3 +140,22 @@ def digits_cnn(digits):
 def digits_resnet(digits):
     torch.manual_seed(2)
     return train_digits(SmallResNet(), digits)
+
+
+def train_direct_digits(root, arch_kwargs: dict, timesteps: int, lr: float):
+    """``plif_convnet`` with ``arch_kwargs`` trained directly on digits as an SNN of ``timesteps`` steps (8
+    epochs, AdamW, seed 0) into ``root``: ``(train dir, PreparedData, meta)``."""
+    from zoo.data import PreparedData, prepare
+    from zoo.training import train
+
+    prepare("digits", root / "data", calib_size=256, progress=False)
+    meta = train("plif_convnet", arch_kwargs, root / "data", root / "train", epochs=8, batch_size=64, lr=lr,
+                 optimizer="adamw", weight_decay=0.0, label_smoothing=0.0, val_fraction=0.0, timesteps=timesteps,
+                 seed=0, progress=False)
+    return root / "train", PreparedData(root / "data"), meta
+
+
+def split_tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prepared dataset's whole test split as ``(images, labels)`` tensors."""
+    return (torch.stack([data.test[i][0] for i in range(len(data.test))]),
+            torch.tensor([data.test[i][1] for i in range(len(data.test))]))

@@ -11,9 +11,10 @@ import torch
 import zoo.models  # noqa: F401  (registers plif_convnet)
 from zoo.conversion.converter import convert
 from zoo.conversion.graph import ConversionError
-from zoo.data import PreparedData, prepare
+from zoo.data import PreparedData
 from zoo.serialization import load_snn, save_snn
 from zoo.spiking import MultiStep, PLIFNode, multi_step
+from tests.conftest import split_tensors, train_direct_digits
 from zoo.training import load_trained, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -25,17 +26,8 @@ T = 4
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, PreparedData, dict]:
     """plif_convnet trained directly on digits as an SNN of T=4 steps (8 epochs, ~2 s)."""
-    root = tmp_path_factory.mktemp("direct")
-    prepare("digits", root / "data", calib_size=256, progress=False)
-    meta = train("plif_convnet", ARCH_KW, root / "data", root / "train", epochs=8, batch_size=64, lr=0.005,
-                 optimizer="adamw", weight_decay=0.0, label_smoothing=0.0, val_fraction=0.0, timesteps=T,
-                 seed=0, progress=False)
-    return root / "train", PreparedData(root / "data"), meta
+    return train_direct_digits(tmp_path_factory.mktemp("direct"), ARCH_KW, T, lr=0.005)
 
-
-def _test_tensors(data: PreparedData) -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.stack([data.test[i][0] for i in range(len(data.test))]),
-            torch.tensor([data.test[i][1] for i in range(len(data.test))]))
 
 
 def test_direct_training_on_digits_reaches_93_percent_at_t4(trained):
@@ -46,7 +38,7 @@ def test_direct_training_on_digits_reaches_93_percent_at_t4(trained):
     nodes = [m for m in model.modules() if isinstance(m, PLIFNode)]
     assert len(nodes) == 3
     assert all(abs(n.tau - 2.0) > 1e-3 for n in nodes), "the time constants did not learn"
-    x, y = _test_tensors(data)
+    x, y = split_tensors(data)
     with torch.no_grad():
         acc = float((MultiStep(model, T)(x).argmax(1) == y).float().mean())
     assert acc == pytest.approx(meta["test_accuracy"])
@@ -72,7 +64,7 @@ def test_fang2021_keeps_the_trained_snn_and_reloads(trained, tmp_path):
     checkpoint round trip changes no score."""
     out, data, meta = trained
     model = load_trained(out)
-    x, y = _test_tensors(data)
+    x, y = split_tensors(data)
     snn = convert(model, x[:64], "fang2021", config={"arch": meta["arch"], "arch_kwargs": meta["arch_kwargs"]},
                   progress=False)
     assert [type(n) for n in snn.neurons().values()] == [PLIFNode] * 3
@@ -89,7 +81,7 @@ def test_fang2021_keeps_the_trained_snn_and_reloads(trained, tmp_path):
 
 def test_a_direct_snn_is_not_normalized_and_an_ann_not_kept(trained):
     out, data, _ = trained
-    x, _ = _test_tensors(data)
+    x, _ = split_tensors(data)
     with pytest.raises(ConversionError, match="fang2021"):
         convert(load_trained(out), x[:32], "rueckauer2017", progress=False)
     relu = timm.create_model("plif_convnet", act="relu", **ARCH_KW).eval()
@@ -104,7 +96,7 @@ def test_onnx_export_of_the_unrolled_snn(trained, tmp_path):
     from zoo.export import check_parity, export_onnx
 
     out, data, _ = trained
-    x, _ = _test_tensors(data)
+    x, _ = split_tensors(data)
     net = MultiStep(load_trained(out), T).eval()
     export_onnx(net, x[:2], tmp_path / "snn.onnx")
     report = check_parity(net, tmp_path / "snn.onnx", x[:64])

@@ -12,11 +12,12 @@ from torch import nn
 import zoo.models  # noqa: F401  (registers plif_convnet)
 from zoo.conversion.converter import convert
 from zoo.conversion.graph import ConversionError
-from zoo.data import PreparedData, prepare
+from zoo.data import PreparedData
 from zoo.models.layers import parse_options
 from zoo.serialization import load_snn, save_snn
 from zoo.spiking import MultiStep, TSSLNode, multi_step
-from zoo.training import load_trained, train
+from tests.conftest import split_tensors, train_direct_digits
+from zoo.training import load_trained
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -224,17 +225,8 @@ def test_pure_tssl_bp_trains_on_digits():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, PreparedData, dict]:
     """plif_convnet with act='tssl' trained directly on digits as an SNN of T=5 steps (8 epochs, ~4 s)."""
-    root = tmp_path_factory.mktemp("tssl")
-    prepare("digits", root / "data", calib_size=256, progress=False)
-    meta = train("plif_convnet", ARCH_KW, root / "data", root / "train", epochs=8, batch_size=64, lr=0.01,
-                 optimizer="adamw", weight_decay=0.0, label_smoothing=0.0, val_fraction=0.0, timesteps=T,
-                 seed=0, progress=False)
-    return root / "train", PreparedData(root / "data"), meta
+    return train_direct_digits(tmp_path_factory.mktemp("tssl"), ARCH_KW, T, lr=0.01)
 
-
-def _test_tensors(data: PreparedData) -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.stack([data.test[i][0] for i in range(len(data.test))]),
-            torch.tensor([data.test[i][1] for i in range(len(data.test))]))
 
 
 def test_direct_tssl_training_on_digits_reaches_92_percent_at_t5(trained):
@@ -244,7 +236,7 @@ def test_direct_tssl_training_on_digits_reaches_92_percent_at_t5(trained):
     assert meta["timesteps"] == T and meta["test_accuracy"] >= 0.92, meta
     model = load_trained(out)
     assert len([m for m in model.modules() if isinstance(m, TSSLNode)]) == 3
-    x, y = _test_tensors(data)
+    x, y = split_tensors(data)
     with torch.no_grad():
         acc = float((MultiStep(model, T)(x).argmax(1) == y).float().mean())
     assert acc == pytest.approx(meta["test_accuracy"])
@@ -265,7 +257,7 @@ def test_zhang2020_keeps_the_trained_snn_and_reloads(trained, tmp_path):
     checkpoint round trip changes no score."""
     out, data, meta = trained
     model = load_trained(out)
-    x, y = _test_tensors(data)
+    x, y = split_tensors(data)
     snn = convert(model, x[:64], "zhang2020", config={"arch": meta["arch"], "arch_kwargs": meta["arch_kwargs"]},
                   progress=False)
     nodes = list(snn.neurons().values())
@@ -284,7 +276,7 @@ def test_zhang2020_keeps_the_trained_snn_and_reloads(trained, tmp_path):
 
 def test_a_tssl_snn_is_kept_only_by_zhang2020(trained):
     out, data, _ = trained
-    x, _ = _test_tensors(data)
+    x, _ = split_tensors(data)
     model = load_trained(out)
     for variant in ("rueckauer2017", "fang2021"):
         with pytest.raises(ConversionError, match="zhang2020"):
