@@ -12,7 +12,7 @@ import zoo.models
 from zoo.models import ARCHS, SoftLIF, model_info
 
 ACT_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, SoftLIF)
-EXPECTED = {"vgg16_cifar", "resnet20_cifar", "resnet32_cifar", "resnet44_cifar", "resnet56_cifar", "inception_cifar",
+EXPECTED = {"vgg16_cifar", "cao_cifar", "resnet20_cifar", "resnet32_cifar", "resnet44_cifar", "resnet56_cifar", "inception_cifar",
             "diehl_fcn", "diehl_convnet", "vgg_mini", "resnet_mini", "plif_convnet"}
 # spiking by default (act="plif", tests/test_direct.py): checked here as the same net with ReLUs
 ANN_KW = {"plif_convnet": {"act": "relu"}}
@@ -268,3 +268,23 @@ def test_softlif_half_precision():
     out = SoftLIF()(x.to(torch.bfloat16))
     assert out.dtype == torch.bfloat16
     assert torch.allclose(out.float(), ref, rtol=2e-2, atol=1e-2)
+
+
+def test_softlif_training_path_matches_the_composite():
+    """Training runs the soft-LIF through its written-out derivative (:class:`_SoftLIFOutput`); values and
+    gradients are those of autograd through :meth:`SoftLIF.rate`, and the module still traces with torch.fx."""
+    s = SoftLIF(gamma=0.05, amplitude=0.1)
+    j = torch.linspace(-3.0, 6.0, 2001, dtype=torch.float64)
+    fast, ref = j.clone().requires_grad_(True), j.clone().requires_grad_(True)
+    out_fast = s.train()(fast)
+    out_ref = s.amplitude * s.rate(ref)
+    (out_fast * (1 + j**2)).sum().backward()
+    (out_ref * (1 + j**2)).sum().backward()
+    assert torch.equal(out_fast, out_ref.to(out_fast.dtype))
+    assert torch.allclose(fast.grad, ref.grad, rtol=1e-4, atol=1e-7)
+    assert (fast.grad[j < -0.1] == 0).all() and (fast.grad[j > 0.1] > 0).all()  # rate exactly 0 far below 1
+    x = torch.randn(4, 8, dtype=torch.bfloat16, requires_grad=True)
+    s(x).float().sum().backward()
+    assert x.grad.dtype == torch.bfloat16 and torch.isfinite(x.grad).all()
+    gm = torch.fx.symbolic_trace(nn.Sequential(nn.Linear(8, 8), SoftLIF()).train())
+    assert any(n.op == "call_function" and n.target.__name__ == "softlif_output" for n in gm.graph.nodes)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from zoo.conversion.variants import DEFAULT_TIMESTEPS, Recipe, VariantError, get_variant, variants
 
 # Architectures registered by zoo.models (checked against the registry by tests/test_config.py).
-ZOO_ARCHS = ("vgg16_cifar", "resnet20_cifar", "resnet32_cifar", "resnet44_cifar", "resnet56_cifar",
+ZOO_ARCHS = ("vgg16_cifar", "cao_cifar", "resnet20_cifar", "resnet32_cifar", "resnet44_cifar", "resnet56_cifar",
              "inception_cifar", "diehl_fcn", "diehl_convnet", "vgg_mini", "resnet_mini", "plif_convnet")
 SOURCES = ("digits", "mnist", "cifar10", "imagenet")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

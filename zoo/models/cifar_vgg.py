@@ -1,4 +1,10 @@
-"""VGG-16 for 32x32 inputs (Simonyan & Zisserman 2015, CIFAR variant as in Sengupta et al. 2019)."""
+"""VGG nets for 32x32 inputs.
+
+* :func:`vgg16_cifar`: VGG-16 (Simonyan & Zisserman 2015), the CIFAR variant of Sengupta et al. 2019.
+* :func:`cao_cifar`: a shallow tailored CNN after Cao, Chen & Khosla 2015 for the bias-free recipes (``cao2015``,
+  ``diehl2015-*``): six conv3x3 layers, average pooling, no biases and no batch norm by default, so that the
+  network the converter sees is the network that was trained. Few layers keep the SNN's latency short.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -11,6 +17,7 @@ from zoo.models.layers import ArchOptions, init_weights, parse_options
 
 VGG16_LAYOUT: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
                                  512, 512, 512, "M"]
+CAO_LAYOUT: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, "M"]
 
 default_cfgs = {
     "vgg16_cifar": make_cfg(
@@ -19,6 +26,13 @@ default_cfgs = {
         description="VGG-16 for 32x32: 13 conv3x3 + BN + act, 5 pools, classifier 512-512-classes with dropout",
         defaults=dict(pool="max", drop_rate=0.5),
         pool_applies="the five 2x2 pooling layers (default max)"),
+    "cao_cifar": make_cfg(
+        "cao_cifar", family="vgg", dataset="cifar10", input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD,
+        first_conv="features.0.0", classifier="fc",
+        description="Tailored CNN for 32x32 (after Cao et al. 2015): c64-c64-A-c128-c128-A-c256-c256-A, global "
+                    "average pool, fc256, fc; no biases, no batch norm, average pooling",
+        defaults=dict(pool="avg", drop_rate=0.2, bias=False),
+        pool_applies="the three 2x2 pooling layers (default avg: linear, so a spike count passes exactly)"),
 }
 
 
@@ -65,3 +79,13 @@ def vgg16_cifar(pretrained: bool = False, **kwargs: Any) -> VGG:
     opts, _ = parse_options("vgg16_cifar", kwargs, pretrained=pretrained,
                             defaults=dict(drop_rate=0.5, img_size=32, in_chans=3))
     return finish(VGG(VGG16_LAYOUT, opts), default_cfgs["vgg16_cifar"], opts)
+
+
+@register_model
+def cao_cifar(pretrained: bool = False, **kwargs: Any) -> VGG:
+    """Tailored bias-free CNN for CIFAR (32x32) after Cao et al. 2015. Kwargs: see
+    :func:`zoo.models.layers.parse_options` (``bias=True`` with ``bn=False`` gives the same net with biases, e.g.
+    for soft-LIF training)."""
+    opts, _ = parse_options("cao_cifar", kwargs, pretrained=pretrained,
+                            defaults=dict(drop_rate=0.2, img_size=32, in_chans=3, pool="avg", bias=False))
+    return finish(VGG(CAO_LAYOUT, opts, hidden=256), default_cfgs["cao_cifar"], opts)

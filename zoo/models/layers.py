@@ -78,7 +78,10 @@ class SoftLIF(nn.Module):
         return torch.where(tiny, torch.zeros_like(rate), rate)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.amplitude * self.rate(x)
+        if self.training and torch.is_grad_enabled():  # training: the derivative written out, same values
+            out = softlif_output(x, self.tau_rc, self.tau_ref, self.gamma, self.amplitude)
+        else:
+            out = self.amplitude * self.rate(x)
         if self.training and self.noise_std > 0:
             out = (out + self.noise_std * torch.randn_like(out)).clamp(min=0.0)
         return out.to(x.dtype)
@@ -90,6 +93,38 @@ class SoftLIF(nn.Module):
     def extra_repr(self) -> str:
         return (f"tau_rc={self.tau_rc}, tau_ref={self.tau_ref}, gamma={self.gamma}, amplitude={self.amplitude}, "
                 f"noise_std={self.noise_std}")
+
+
+class _SoftLIFOutput(torch.autograd.Function):
+    """``amplitude * SoftLIF.rate(j)`` with its derivative written out. Autograd of the composite keeps about ten
+    intermediate tensors per layer and differentiates each op (softplus, log1p, reciprocal, where); this keeps
+    three and computes ``d out / d j = amplitude * tau_rc * rate^2 * sigmoid((j - 1) / gamma) / (p (p + 1))``
+    in one pass, which makes a soft-LIF training step several times faster on a CPU."""
+
+    @staticmethod
+    def forward(ctx, j: Tensor, tau_rc: float, tau_ref: float, gamma: float, amplitude: float) -> Tensor:  # noqa: D102
+        z = (j.float() - 1.0) / gamma
+        p = gamma * F.softplus(z)
+        tiny = p < _SOFTLIF_P_MIN
+        p = p.masked_fill_(tiny, 1.0)
+        rate = torch.reciprocal(torch.log1p(torch.reciprocal(p)).mul_(tau_rc).add_(tau_ref)).masked_fill_(tiny, 0.0)
+        ctx.save_for_backward(z, p, rate)
+        ctx.scale, ctx.dtype = amplitude * tau_rc, j.dtype
+        return rate * amplitude
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        z, p, rate = ctx.saved_tensors
+        d = rate.square().mul_(torch.sigmoid(z)).div_(p * (p + 1.0)).mul_(ctx.scale)  # 0 where the rate is 0
+        return (grad.float() * d).to(ctx.dtype), None, None, None, None
+
+
+def softlif_output(x: Tensor, tau_rc: float, tau_ref: float, gamma: float, amplitude: float) -> Tensor:
+    """``amplitude * SoftLIF.rate(x)`` in float32 through :class:`_SoftLIFOutput` (a leaf for torch.fx)."""
+    return _SoftLIFOutput.apply(x, tau_rc, tau_ref, gamma, amplitude)
+
+
+torch.fx.wrap("softlif_output")
 
 
 class _FloorSTE(torch.autograd.Function):
