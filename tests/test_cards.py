@@ -176,3 +176,25 @@ def test_card_of_a_directly_trained_snn_names_its_reference_and_the_paper():
     assert "| `fang2021` | 99.72% | – | 99.53% (T=8) | +0.03 pp | 99.53% (T=8) |" in paper
     converted = cards.card_markdown(_entry())
     assert "| ANN accuracy | 90.12% |" in converted and "| Training |" not in converted
+
+
+def test_paper_rows_follow_the_trained_activation():
+    """One architecture, two papers: the tailored CNN with ReLUs is Cao et al.'s network, with soft-LIF activations
+    Hunsberger & Eliasmith's; each card and the seed-papers table compare it with its own paper and variant."""
+    relu = _entry(name="cao-cnn-cifar10", arch="cao_cifar", ann_accuracy=0.85, default_variant="cao2015",
+                  params={"arch_kwargs": {}})
+    relu["variants"] = {"cao2015": dict(relu["variants"]["hu2018"], accuracy={"64": 0.80, "256": 0.84}),
+                        "hunsberger2016": dict(relu["variants"]["hu2018"], accuracy={"256": 0.5})}
+    soft = copy.deepcopy(relu)
+    soft.update(name="softlif-cnn-cifar10", params={"arch_kwargs": {"act": "softlif"}})
+    assert (cards.paper_key(relu), cards.paper_key(soft)) == ("cao_cifar", "cao_cifar:softlif")
+    assert cards.paper_key(_entry()) == "resnet20_cifar"
+    md = cards.card_markdown(relu).split("## Against the paper")[1].split("##")[0]
+    assert "Cao, Chen & Khosla 2015" in md and "`hunsberger2016`" not in md
+    # no presentation length to compare at: the measured-at-T cells are empty, the best one is given
+    assert "| `cao2015` | 77.43% | -1.69 pp | – | – | 84.00% (T=256) |" in md
+    md = cards.card_markdown(soft).split("## Against the paper")[1].split("##")[0]
+    assert "Hunsberger & Eliasmith 2016" in md and "`cao2015`" not in md
+    table = cards.render_paper_table({"models/zoo-tailored": _index(relu, soft)})
+    assert "| 79.12% / 77.43% |" in table and "cao-cnn-cifar10" in table and "softlif-cnn-cifar10" in table
+    assert table.count("Hunsberger") == 1 and table.count("Cao, Chen") == 1

@@ -57,9 +57,11 @@ def _table(header: list[str], rows: list[list[Any]], align: list[str] | None = N
     return out
 
 
-#: Published figures of the papers whose architectures a zoo model reproduces, by arch: the paper's ANN accuracy
-#: (None: a directly trained SNN has none) and its best SNN's, after ``presentation_T`` steps, in the paper's
-#: ``setting``; cards of these archs compare them with the measured variants listed under ``variants``.
+#: Published figures of the papers whose architectures a zoo model reproduces, by arch (``"<arch>:<act>"`` where
+#: the paper's network is that arch trained with its own activation, see :func:`paper_key`): the paper's ANN
+#: accuracy (None: a directly trained SNN has none) and its best SNN's, after ``presentation_T`` steps (None: not
+#: comparable in steps), in the paper's ``setting``; cards of these archs compare them with the measured variants
+#: listed under ``variants``.
 PAPER_RESULTS: dict[str, dict[str, Any]] = {
     "diehl_fcn": {"paper": "Diehl et al. 2015 (IJCNN), FCN 784-1200-1200-10", "ann": 0.9884, "snn": 0.9864,
                   "presentation_T": 500, "variants": ["diehl2015-model", "diehl2015-data"],
@@ -69,6 +71,14 @@ PAPER_RESULTS: dict[str, dict[str, Any]] = {
                       "snn": 0.9910, "presentation_T": 500, "variants": ["diehl2015-model", "diehl2015-data"],
                       "setting": "500 steps of 1 ms (0.5 s) per image, Poisson input; the paper's figure is its "
                                  "best normalized SNN"},
+    "cao_cifar": {"paper": "Cao, Chen & Khosla 2015 (IJCV), tailored CNN on CIFAR-10", "ann": 0.7912, "snn": 0.7743,
+                  "presentation_T": None, "variants": ["cao2015"],
+                  "setting": "a three-layer tailored CNN (no biases, average pooling, abs on the input) with Poisson "
+                             "input; figures cited from memory of the paper, not checked against it"},
+    "cao_cifar:softlif": {"paper": "Hunsberger & Eliasmith 2016 (arXiv:1611.05141), soft-LIF CNN on CIFAR-10",
+                          "ann": 0.8597, "snn": 0.8354, "presentation_T": None, "variants": ["hunsberger2016"],
+                          "setting": "a larger soft-LIF CNN trained with noise, run on LIF neurons with a synaptic "
+                                     "filter; figures cited from memory of the paper's table, not checked against it"},
     "plif_convnet": {"paper": "Fang et al. 2021 (ICCV), PLIF ConvNet on MNIST", "ann": None, "snn": 0.9972,
                      "presentation_T": 8, "variants": ["fang2021", "zhang2020"],
                      "setting": "trained directly at T=8 with 128-channel convolutions, fc 2048-100 and a voting "
@@ -76,8 +86,20 @@ PAPER_RESULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def paper_key(entry: dict) -> str:
+    """The :data:`PAPER_RESULTS` key of a zoo entry: ``"<arch>:<act>"`` where the paper trained that architecture
+    with its own activation (e.g. ``cao_cifar:softlif``), else the architecture."""
+    arch = entry.get("arch", "")
+    act = (((entry.get("params") or {}).get("arch_kwargs") or {}).get("act") or entry.get("arch_kwargs", {}).get("act"))
+    return f"{arch}:{act}" if act and f"{arch}:{act}" in PAPER_RESULTS else arch
+
+
+def _at_T(T: int | None) -> str:
+    return f" (T={T})" if T else ""
+
+
 def _paper_section(entry: dict, ref_acc: Any) -> list[str]:
-    ref = PAPER_RESULTS.get(entry.get("arch", ""))
+    ref = PAPER_RESULTS.get(paper_key(entry))
     variants = [v for v in (ref or {}).get("variants", []) if v in entry.get("variants", {})]
     if not ref or not variants:
         return []
@@ -86,7 +108,7 @@ def _paper_section(entry: dict, ref_acc: Any) -> list[str]:
     rows = [[label, _pct(ref["ann"]), _DASH, _pct(ref_acc), _DASH, _DASH]]
     for v in variants:
         acc = {int(t): a for t, a in (entry["variants"][v].get("accuracy") or {}).items() if a is not None}
-        at = min((t for t in acc if t >= T), default=None)  # the first evaluated T covering the presentation
+        at = min((t for t in acc if t >= T), default=None) if T else None  # first T covering the presentation
         best_t = max(acc, key=lambda t: (acc[t], -t)) if acc else None
         rows.append([f"`{v}`", _pct(ref["snn"]), gap(ref["snn"], ref["ann"]),
                      f"{_pct(acc.get(at))} (T={at})" if at else _DASH, gap(acc.get(at), ref_acc) if at else _DASH,
@@ -396,18 +418,18 @@ def render_paper_table(indexes: dict[str, dict]) -> str:
     (:data:`PAPER_RESULTS`): one row per (paper, zoo model, variant of the paper's method), from the published
     indexes ``{link_dir: index}`` (``link_dir``: the zoo's folder, linked to the model's card)."""
     rows = []
-    for arch, ref in PAPER_RESULTS.items():
+    for key, ref in PAPER_RESULTS.items():
         for link_dir, index in sorted(indexes.items()):
             for name, e in sorted(index.get("models", {}).items()):
-                if e.get("arch") != arch:
+                if paper_key(e) != key:
                     continue
                 T, label = ref["presentation_T"], _reference_label(e)
                 for v in [v for v in ref["variants"] if v in e.get("variants", {})]:
                     acc = {int(t): a for t, a in (e["variants"][v].get("accuracy") or {}).items() if a is not None}
-                    at = min((t for t in acc if t >= T), default=None)
+                    at = min((t for t in acc if t >= T), default=None) if T else None
                     best_t = max(acc, key=lambda t: (acc[t], -t)) if acc else None
                     rows.append([ref["paper"], f"[{name}]({link_dir.rstrip('/')}/{name}/{CARD})", f"`{v}`",
-                                 f"{_pct(ref['ann'])} / {_pct(ref['snn'])} (T={T})",
+                                 f"{_pct(ref['ann'])} / {_pct(ref['snn'])}{_at_T(T)}",
                                  f"{_pct(ann_reference(e))} ({label})",
                                  f"{_pct(acc.get(at))} (T={at})" if at else _DASH,
                                  f"{_pct(acc[best_t])} (T={best_t})" if best_t else _DASH])
