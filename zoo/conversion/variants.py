@@ -179,9 +179,11 @@ def get_variant(name: str | Recipe, **overrides: Any) -> Recipe:
 
 _SEEDS = [
     dict(name="cao2015", reference="Cao, Chen & Khosla 2015, IJCV",
-         description="IF neurons reset to zero, biases dropped, Poisson input spikes, spike-count readout, "
-                     "no normalization (thresholds 1).",
-         neuron="if", reset="zero", encoder="poisson", readout="spike_count", bias="drop", norm="none",
+         description="IF neurons reset to zero, biases dropped, Poisson input spikes at rates proportional to "
+                     "the input (c = 1/max|x|, so no rate is clipped), spike-count readout, no normalization "
+                     "(thresholds 1: the ANN's activations must lie in [0, 1], see the tailored zoo).",
+         neuron="if", reset="zero", encoder="poisson", poisson_rate=None, readout="spike_count", bias="drop",
+         norm="none",
          maxpool="spike_max"),
     dict(name="diehl2015-model", reference="Diehl et al. 2015, IJCNN",
          description="Cao's network with model-based weight normalization: each hidden layer's weights scaled so "
