@@ -70,12 +70,7 @@ class SoftLIF(nn.Module):
 
     def rate(self, x: Tensor) -> Tensor:
         """Firing rate in Hz for input current ``x`` (no amplitude, no noise)."""
-        j = x.float()
-        p = self.gamma * F.softplus((j - 1.0) / self.gamma)
-        tiny = p < _SOFTLIF_P_MIN
-        p_safe = torch.where(tiny, torch.ones_like(p), p)
-        rate = 1.0 / (self.tau_ref + self.tau_rc * torch.log(1.0 / p_safe + 1.0))  # log, not log1p: 2x faster
-        return torch.where(tiny, torch.zeros_like(rate), rate)
+        return _softlif_rate(x, self.tau_rc, self.tau_ref, self.gamma)[2]
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training and torch.is_grad_enabled():  # training: the derivative written out, same values
@@ -95,19 +90,26 @@ class SoftLIF(nn.Module):
                 f"noise_std={self.noise_std}")
 
 
+def _softlif_rate(x: Tensor, tau_rc: float, tau_ref: float, gamma: float) -> tuple[Tensor, Tensor, Tensor]:
+    """The soft-LIF rate in Hz, in float32, with what its derivative needs: ``(z, p, rate)``, ``z = (j - 1) /
+    gamma``, ``p`` the smoothed current (1 where it is below ``_SOFTLIF_P_MIN`` and the rate is exactly 0)."""
+    z = (x.float() - 1.0) / gamma
+    p = gamma * F.softplus(z)
+    tiny = p < _SOFTLIF_P_MIN
+    p = p.masked_fill_(tiny, 1.0)
+    rate = 1.0 / (tau_ref + tau_rc * torch.log(1.0 / p + 1.0))  # log(1 + 1/p), not log1p: 2x faster on a CPU
+    return z, p, rate.masked_fill_(tiny, 0.0)
+
+
 class _SoftLIFOutput(torch.autograd.Function):
     """``amplitude * SoftLIF.rate(j)`` with its derivative written out. Autograd of the composite keeps about ten
-    intermediate tensors per layer and differentiates each op (softplus, log1p, reciprocal, where); this keeps
+    intermediate tensors per layer and differentiates each op (softplus, log, reciprocal, masks); this keeps
     three and computes ``d out / d j = amplitude * tau_rc * rate^2 * sigmoid((j - 1) / gamma) / (p (p + 1))``
     in one pass, which makes a soft-LIF training step several times faster on a CPU."""
 
     @staticmethod
     def forward(ctx, j: Tensor, tau_rc: float, tau_ref: float, gamma: float, amplitude: float) -> Tensor:  # noqa: D102
-        z = (j.float() - 1.0) / gamma
-        p = gamma * F.softplus(z)
-        tiny = p < _SOFTLIF_P_MIN
-        p = p.masked_fill_(tiny, 1.0)
-        rate = torch.reciprocal(torch.log(torch.reciprocal(p).add_(1.0)).mul_(tau_rc).add_(tau_ref)).masked_fill_(tiny, 0.0)
+        z, p, rate = _softlif_rate(j, tau_rc, tau_ref, gamma)
         ctx.save_for_backward(z, p, rate)
         ctx.scale, ctx.dtype = amplitude * tau_rc, j.dtype
         return rate * amplitude
