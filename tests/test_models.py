@@ -7,6 +7,7 @@ import pytest
 import timm
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 import zoo.models
 from zoo.models import ARCHS, SoftLIF, model_info
@@ -271,17 +272,26 @@ def test_softlif_half_precision():
 
 
 def test_softlif_training_path_matches_the_composite():
-    """Training runs the soft-LIF through its written-out derivative (:class:`_SoftLIFOutput`); values and
-    gradients are those of autograd through :meth:`SoftLIF.rate`, and the module still traces with torch.fx."""
+    """The soft-LIF runs through its written-out derivative (:class:`_SoftLIFOutput`, in-place arithmetic); values
+    and gradients are those of autograd through the formula written as plain tensor ops, in training and in
+    evaluation, and the module still traces with torch.fx."""
     s = SoftLIF(gamma=0.05, amplitude=0.1)
     j = torch.linspace(-3.0, 6.0, 2001, dtype=torch.float64)
-    fast, ref = j.clone().requires_grad_(True), j.clone().requires_grad_(True)
-    out_fast = s.train()(fast)
-    out_ref = s.amplitude * s.rate(ref)
-    (out_fast * (1 + j**2)).sum().backward()
-    (out_ref * (1 + j**2)).sum().backward()
-    assert torch.equal(out_fast, out_ref.to(out_fast.dtype))
-    assert torch.allclose(fast.grad, ref.grad, rtol=1e-4, atol=1e-7)
+
+    def composite(x):  # Hunsberger's soft-LIF, as written in the SoftLIF docstring
+        p = s.gamma * F.softplus((x.float() - 1.0) / s.gamma)
+        rate = 1.0 / (s.tau_ref + s.tau_rc * torch.log(1.0 + 1.0 / p.clamp(min=1e-10)))
+        return s.amplitude * torch.where(p < 1e-10, 0.0, rate)
+
+    for mode in (s.train, s.eval):
+        mode()
+        fast, ref = j.clone().requires_grad_(True), j.clone().requires_grad_(True)
+        out_fast, out_ref = s(fast), composite(ref)
+        (out_fast * (1 + j**2)).sum().backward()
+        (out_ref * (1 + j**2)).sum().backward()
+        assert torch.allclose(out_fast, out_ref.to(out_fast.dtype), rtol=1e-6, atol=0)
+        assert torch.allclose(fast.grad, ref.grad, rtol=1e-4, atol=1e-7)
+        assert torch.allclose(s.rate(j.detach()) * s.amplitude, out_fast.detach().to(torch.float32), rtol=1e-6)
     assert (fast.grad[j < -0.1] == 0).all() and (fast.grad[j > 0.1] > 0).all()  # rate exactly 0 far below 1
     x = torch.randn(4, 8, dtype=torch.bfloat16, requires_grad=True)
     s(x).float().sum().backward()
