@@ -44,8 +44,20 @@ def test_ann_rebuilt_from_a_threshold_form_checkpoint_scores_the_index_ann_accur
     assert len(y) == entry["evaluation"]["test_images"] == 360
     assert abs(_acc(ann, x, y) - entry["evaluation"]["ann_accuracy"]) < 0.5 / len(y), entry["evaluation"]
     # a checkpoint whose thresholds are not the ANN's (weight form: unit thresholds) is refused
-    with pytest.raises(ConversionError, match="not a plain threshold-form IF network"):
+    with pytest.raises(ConversionError, match="not an IF network with the ANN's weights"):
         ann_from_snn(load_snn(DEMO / name / "hu2018.safetensors"))
+
+
+def test_ann_rebuilt_from_an_unnormalized_checkpoint_only_when_no_bias_was_dropped():
+    """cao2015 (no normalization, biases dropped, Poisson input) keeps the weights of a bias-free ANN: rebuilt from
+    vgg-mini-digits (no biases) it scores the index's ANN accuracy; from resnet-mini-digits, whose folded batch
+    norm it dropped, it is refused."""
+    index = json.loads((DEMO / "index.json").read_text())
+    ann = ann_from_snn(load_snn(DEMO / "vgg-mini-digits" / "cao2015.safetensors"))
+    x, y = _test_split("vgg-mini-digits", index)
+    assert abs(_acc(ann, x, y) - index["models"]["vgg-mini-digits"]["evaluation"]["ann_accuracy"]) < 0.5 / len(y)
+    with pytest.raises(ConversionError, match="dropped the ANN's biases"):
+        ann_from_snn(load_snn(DEMO / "resnet-mini-digits" / "cao2015.safetensors"))
 
 
 def test_zoo_load_ann_returns_the_published_models_ann(monkeypatch, tmp_path):
@@ -99,3 +111,20 @@ def test_init_from_ann_refuses_a_mismatched_target():
     qcfs = timm.create_model("resnet_mini", num_classes=10, in_chans=1, img_size=8, bn=False, act="qcfs")
     with pytest.raises(ValueError, match="pass data"):
         init_from_ann(qcfs, ann, None)
+
+
+def test_a_bias_free_ann_starts_a_batch_normalized_soft_lif_net():
+    """A bias-free source (cao2015 of vgg-mini-digits) folded no batch norm, so a target with its own batch norms
+    (the soft-LIF recipe) takes its convolution and linear weights; its biases, where it has them, start at 0."""
+    ann = ann_from_snn(load_snn(DEMO / "vgg-mini-digits" / "cao2015.safetensors"))
+    net = timm.create_model("vgg_mini", num_classes=10, in_chans=1, img_size=8, bias=True, bn=True, act="softlif",
+                            pool="avg")
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    counts = init_from_ann(net, ann, None)
+    src = dict((n, m) for n, m in ann.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    dst = dict((n, m) for n, m in net.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    assert counts == {"layers": len(dst), "thresholds": 0} and set(src) == set(dst)
+    for name, m in dst.items():
+        assert torch.equal(m.weight, src[name].weight.to(m.weight.dtype)), name
+        assert m.bias is None or not m.bias.any(), name
+    assert any(m.bias is not None for m in dst.values())  # the classifier's

@@ -23,16 +23,22 @@ INIT_PERCENTILE = 99.9
 
 
 def ann_from_snn(snn) -> nn.Module:
-    """The ANN inside a threshold-form IF network with analog input and membrane readout (neurons -> ReLU,
-    rate-gated max-pooling -> max-pooling), in eval mode."""
+    """The ANN inside an IF network whose weights are the trained ones (neurons -> ReLU, rate-gated max-pooling ->
+    max-pooling), in eval mode: a threshold-form network (``rueckauer2017``, ``low-latency``), or one with no
+    normalization (``cao2015``) when the ANN had no biases to drop. Input coding and readout do not touch the
+    weights."""
     r = snn.config.get("recipe", {})
-    plain = (r.get("form") == "threshold" and r.get("neuron") == "if" and r.get("encoder") == "analog"
-             and r.get("readout") == "membrane" and not r.get("depth_compensation", 0)
-             and r.get("maxpool") != "spike_max" and r.get("correction", "none") == "none")
+    same_weights = r.get("form") == "threshold" or r.get("norm") == "none"
+    plain = (same_weights and r.get("neuron") == "if" and not r.get("depth_compensation", 0)
+             and r.get("correction", "none") == "none")
     if not plain or not all(type(m) is IFNode for m in snn.neurons().values()):
-        raise ConversionError(f"variant {r.get('name')!r} is not a plain threshold-form IF network, so its weights "
-                              "are not the ANN's; take the checkpoint of a variant such as low-latency or "
-                              "rueckauer2017")
+        raise ConversionError(f"variant {r.get('name')!r} is not an IF network with the ANN's weights (threshold "
+                              "form, or no normalization), so its weights are not the ANN's; take the checkpoint of "
+                              "a variant such as low-latency or rueckauer2017")
+    if r.get("bias") == "drop" and any(m.bias is not None for m in snn.body.modules() if isinstance(m, SYNAPTIC)):
+        raise ConversionError(f"variant {r.get('name')!r} dropped the ANN's biases (or its folded batch norm), so "
+                              "its weights are not the ANN's; take the checkpoint of a variant such as low-latency "
+                              "or rueckauer2017")
     body = copy.deepcopy(snn.body)
     for name, m in list(body.named_modules()):
         if isinstance(m, BaseNode):
@@ -88,15 +94,19 @@ def init_from_ann(target: nn.Module, source: nn.Module, data=None, *, percentile
     """Copy ``source``'s Conv/Linear weights and biases into ``target`` by module path, and set ``target``'s
     QCFS thresholds to the ``percentile`` of ``source``'s activations on ``data`` (layer by layer, in call order).
 
-    ``target`` must have the same synaptic layers as ``source`` (same paths and shapes) and no batch norm where
-    the source's was folded away; anything else is an error that names the layer. Returns counts of what was set.
+    ``target`` must have the same synaptic layers as ``source`` (same paths and shapes), and no batch norm unless
+    the source is bias-free (so none was folded into it); anything else is an error that names the layer.
+    Returns counts of what was set.
     """
     src, dst = _synaptic(source), _synaptic(target)
     if set(src) != set(dst):
         raise ValueError(f"init_from: the layers differ; only in the source: {sorted(set(src) - set(dst))[:5]}, "
                          f"only in the target: {sorted(set(dst) - set(src))[:5]}. Build the target with the "
                          "source's architecture and width, and bn=False (the source's batch norms are folded)")
-    if any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in target.modules()):
+    # a source with biases may hold folded batch norms, which a target's own batch norms would apply twice; a
+    # bias-free source had none, and the target's fresh batch norms are then part of what it learns
+    if any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in target.modules()) \
+            and any(m.bias is not None for m in src.values()):
         raise ValueError("init_from: the source's batch norms are folded into its weights; build the target with "
                          "bn=False (arch_kwargs) so that it computes what the source computes")
     for name, d in dst.items():
