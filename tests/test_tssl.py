@@ -284,3 +284,15 @@ def test_a_tssl_snn_is_kept_only_by_zhang2020(trained):
     relu = timm.create_model("plif_convnet", **dict(ARCH_KW, act="relu")).eval()
     with pytest.raises(ConversionError, match="TSSL"):
         convert(relu, x[:32], "zhang2020", progress=False)
+
+
+def test_onnx_export_of_the_unrolled_tssl_snn(trained, tmp_path):
+    """The export stage's graph of a TSSL-BP net (T steps unrolled, synaptic traces included) matches torch."""
+    from zoo.export import check_parity, export_onnx
+
+    out, data, _ = trained
+    x, _ = split_tensors(data)
+    net = MultiStep(load_trained(out), T).eval()
+    export_onnx(net, x[:2], tmp_path / "snn.onnx")
+    report = check_parity(net, tmp_path / "snn.onnx", x[:64])
+    assert report["passed"] and report["argmax_agreement"] == 1.0, report
