@@ -174,8 +174,22 @@ def test_card_of_a_directly_trained_snn_names_its_reference_and_the_paper():
     assert "Fang et al. 2021" in paper
     # the paper has no ANN: no gap to one; the measured gap is to the trained SNN, at the paper's T=8
     assert "| `fang2021` | 99.72% | – | 99.53% (T=8) | +0.03 pp | 99.53% (T=8) |" in paper
+    assert "surrogate gradients through time" in md
     converted = cards.card_markdown(_entry())
     assert "| ANN accuracy | 90.12% |" in converted and "| Training |" not in converted
+
+
+def test_card_of_a_tssl_bp_snn_names_its_training_and_its_own_paper():
+    """The same ConvNet trained with TSSL-BP neurons: Zhang & Li 2020's MNIST figure at T=5, not Fang et al.'s."""
+    e = _entry(name="tssl-convnet-mnist", arch="plif_convnet", dataset="mnist", ann_accuracy=0.9934,
+               params={"arch_kwargs": {"act": "tssl"}, "train": {"timesteps": 5}}, default_variant="zhang2020")
+    e["variants"] = {"zhang2020": dict(e["variants"]["hu2018"], accuracy={"4": 0.9932, "5": 0.9933, "8": 0.9922})}
+    assert cards.paper_key(e) == "plif_convnet:tssl"
+    md = cards.card_markdown(e)
+    assert "| Training | directly trained as an SNN of T=5 steps (TSSL-BP: gradients through the spike times)" in md
+    paper = md.split("## Against the paper")[1].split("##")[0]
+    assert "Zhang & Li 2020" in paper and "Fang et al. 2021 (ICCV)" not in paper and "99.72%" not in paper
+    assert "| `zhang2020` | 99.53% | – | 99.33% (T=5) | -0.01 pp | 99.33% (T=5) |" in paper
 
 
 def test_paper_rows_follow_the_trained_activation():

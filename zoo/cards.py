@@ -162,8 +162,10 @@ def _summary_section(entry: dict, ref_acc: float | None) -> list[str]:
         ["Variants", ", ".join(f"`{v}`" + (" (default)" if v == default else "") for v in _variants(entry))],
     ]
     if _direct_T(entry):
-        summary.insert(3, ["Training", f"directly trained as an SNN of T={_direct_T(entry)} steps (surrogate "
-                                       "gradients through time), not converted from an ANN"])
+        act = (((entry.get("params") or {}).get("arch_kwargs") or {}).get("act"))
+        how = "TSSL-BP: gradients through the spike times" if act == "tssl" else "surrogate gradients through time"
+        summary.insert(3, ["Training", f"directly trained as an SNN of T={_direct_T(entry)} steps ({how}), not "
+                                       "converted from an ANN"])
     ev = entry.get("evaluation") or {}
     if ev.get("test_images"):
         n, total = ev["test_images"], ev.get("test_split_images")
