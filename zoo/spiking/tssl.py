@@ -71,9 +71,9 @@ def simulate(x: Tensor, u: Tensor, syn: Tensor, th: Tensor, tau_m: float,
 
 
 def _warmup_gain(u_pre: Tensor, th: Tensor) -> Tensor:
-    z = ((u_pre - th) / WARMUP_WIDTH).clamp(-WARMUP_CLAMP, WARMUP_CLAMP)
-    sig = torch.sigmoid(z)
-    return sig * (1.0 - sig) / WARMUP_WIDTH
+    """σ'(z) / width at z = clamp((u - θ) / width): the warm-up surrogate's slope (in place on one buffer)."""
+    sig = torch.sub(u_pre, th).div_(WARMUP_WIDTH).clamp_(-WARMUP_CLAMP, WARMUP_CLAMP).sigmoid_()
+    return torch.addcmul(sig, sig, sig, value=-1.0).div_(WARMUP_WIDTH)  # σ - σ² = σ(1 - σ)
 
 
 class TSSLFunction(torch.autograd.Function):
@@ -103,17 +103,20 @@ class TSSLFunction(torch.autograd.Function):
         for t in range(T - 1, -1, -1):
             acc = g_a[t] / tau_s + (acc if t == T - 1 else k_s * acc)
             big_sigma[t] = acc
-        # δ[t] = ∂L/∂u[t] (before the reset), from the last step back
+        # δ[t] = ∂L/∂u[t] (before the reset), from the last step back. At a spike (gain > 0)
+        # δ[t] = gain · (Σ[t] + u[t]/τ_m · δ[t+1]); elsewhere gain = 0 and δ[t] = k_m · δ[t+1]: one expression,
+        # three passes over the step's tensors (this loop is most of TSSL-BP's cost)
+        quiet_m = 1.0 - s  # 1 where no spike (exact in any float dtype; k_m multiplies at full precision)
         delta = torch.empty_like(a)
         after = g_u_end / k_m if g_u_end is not None else torch.zeros_like(a[0])  # δ[T], from the next chunk
         for t in range(T - 1, -1, -1):
-            fired = gain[t] * (big_sigma[t] + (u_pre[t] / tau_m) * after)
-            after = torch.where(s[t] > 0, fired, k_m * after)
+            fired = torch.addcmul(big_sigma[t], u_pre[t], after, value=1.0 / tau_m).mul_(gain[t])
+            after = torch.addcmul(fired, quiet_m[t], after, value=k_m)
             delta[t] = after
         grad_x = delta
         if ctx.warmup:
             quiet = a < WARMUP_PSP / tau_s
-            grad_x = torch.where(quiet, big_sigma * _warmup_gain(u_pre, th), delta)
+            grad_x = torch.where(quiet, _warmup_gain(u_pre, th).mul_(big_sigma), delta)
         return grad_x, k_m * delta[0], k_s * big_sigma[0], None, None, None, None
 
 
