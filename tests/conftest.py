@@ -159,3 +159,16 @@ def split_tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
     """A prepared dataset's whole test split as ``(images, labels)`` tensors."""
     return (torch.stack([data.test[i][0] for i in range(len(data.test))]),
             torch.tensor([data.test[i][1] for i in range(len(data.test))]))
+
+
+def assert_unrolled_onnx_parity(train_dir, data, timesteps: int, tmp_path) -> None:
+    """A directly trained SNN unrolled over ``timesteps`` (the export stage's graph) matches torch in onnxruntime."""
+    from zoo.export import check_parity, export_onnx
+    from zoo.spiking import MultiStep
+    from zoo.training import load_trained
+
+    x, _ = split_tensors(data)
+    net = MultiStep(load_trained(train_dir), timesteps).eval()
+    export_onnx(net, x[:2], tmp_path / "snn.onnx")
+    report = check_parity(net, tmp_path / "snn.onnx", x[:64])
+    assert report["passed"] and report["argmax_agreement"] == 1.0, report

@@ -14,7 +14,7 @@ from zoo.conversion.graph import ConversionError
 from zoo.data import PreparedData
 from zoo.serialization import load_snn, save_snn
 from zoo.spiking import MultiStep, PLIFNode, multi_step
-from tests.conftest import split_tensors, train_direct_digits
+from tests.conftest import assert_unrolled_onnx_parity, split_tensors, train_direct_digits
 from zoo.training import load_trained, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -93,11 +93,5 @@ def test_a_direct_snn_is_not_normalized_and_an_ann_not_kept(trained):
 
 
 def test_onnx_export_of_the_unrolled_snn(trained, tmp_path):
-    from zoo.export import check_parity, export_onnx
-
     out, data, _ = trained
-    x, _ = split_tensors(data)
-    net = MultiStep(load_trained(out), T).eval()
-    export_onnx(net, x[:2], tmp_path / "snn.onnx")
-    report = check_parity(net, tmp_path / "snn.onnx", x[:64])
-    assert report["passed"] and report["argmax_agreement"] == 1.0, report
+    assert_unrolled_onnx_parity(out, data, T, tmp_path)

@@ -16,7 +16,7 @@ from zoo.data import PreparedData
 from zoo.models.layers import parse_options
 from zoo.serialization import load_snn, save_snn
 from zoo.spiking import MultiStep, TSSLNode, multi_step
-from tests.conftest import split_tensors, train_direct_digits
+from tests.conftest import assert_unrolled_onnx_parity, split_tensors, train_direct_digits
 from zoo.training import load_trained
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -288,11 +288,5 @@ def test_a_tssl_snn_is_kept_only_by_zhang2020(trained):
 
 def test_onnx_export_of_the_unrolled_tssl_snn(trained, tmp_path):
     """The export stage's graph of a TSSL-BP net (T steps unrolled, synaptic traces included) matches torch."""
-    from zoo.export import check_parity, export_onnx
-
     out, data, _ = trained
-    x, _ = split_tensors(data)
-    net = MultiStep(load_trained(out), T).eval()
-    export_onnx(net, x[:2], tmp_path / "snn.onnx")
-    report = check_parity(net, tmp_path / "snn.onnx", x[:64])
-    assert report["passed"] and report["argmax_agreement"] == 1.0, report
+    assert_unrolled_onnx_parity(out, data, T, tmp_path)

@@ -94,9 +94,14 @@ PAPER_RESULTS: dict[str, dict[str, Any]] = {
 def paper_key(entry: dict) -> str:
     """The :data:`PAPER_RESULTS` key of a zoo entry: ``"<arch>:<act>"`` where the paper trained that architecture
     with its own activation (e.g. ``cao_cifar:softlif``), else the architecture."""
-    arch = entry.get("arch", "")
-    act = (((entry.get("params") or {}).get("arch_kwargs") or {}).get("act") or entry.get("arch_kwargs", {}).get("act"))
+    arch, act = entry.get("arch", ""), _trained_act(entry)
     return f"{arch}:{act}" if act and f"{arch}:{act}" in PAPER_RESULTS else arch
+
+
+def _trained_act(entry: dict) -> str | None:
+    """The activation a zoo entry's network was trained with (``arch_kwargs.act``), None for the default."""
+    return (((entry.get("params") or {}).get("arch_kwargs") or {}).get("act")
+            or entry.get("arch_kwargs", {}).get("act"))
 
 
 def _at_T(T: int | None) -> str:
@@ -162,8 +167,8 @@ def _summary_section(entry: dict, ref_acc: float | None) -> list[str]:
         ["Variants", ", ".join(f"`{v}`" + (" (default)" if v == default else "") for v in _variants(entry))],
     ]
     if _direct_T(entry):
-        act = (((entry.get("params") or {}).get("arch_kwargs") or {}).get("act"))
-        how = "TSSL-BP: gradients through the spike times" if act == "tssl" else "surrogate gradients through time"
+        how = ("TSSL-BP: gradients through the spike times" if _trained_act(entry) == "tssl"
+               else "surrogate gradients through time")
         summary.insert(3, ["Training", f"directly trained as an SNN of T={_direct_T(entry)} steps ({how}), not "
                                        "converted from an ANN"])
     ev = entry.get("evaluation") or {}
