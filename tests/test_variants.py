@@ -28,7 +28,7 @@ def test_variants_listed_and_overridable():
 @pytest.mark.parametrize("bad,match", [
     (dict(timesteps=[0, 8]), "T > 0"), (dict(timesteps=[-4]), "T > 0"), (dict(percentile=120), "percentile"),
     (dict(reset="foo"), "'subtract', 'zero'"), (dict(encoder="gauss"), "'analog', 'poisson'"),
-    (dict(resett="zero"), "Did you mean 'reset'"),
+    (dict(resett="zero"), "Did you mean 'reset'"), (dict(threshold=2.0), "norm='none' only"),
 ])
 def test_invalid_recipe_values_rejected(bad, match):
     with pytest.raises(VariantError, match=match):
@@ -115,6 +115,30 @@ def test_low_latency_beats_rueckauer_at_few_timesteps(net, digits, request):
     # (ANN 99.2%): T=4 91.4% vs 16.4%, T=8 95.3% vs 38.3%.
     assert acc["low-latency"][4] >= acc["rueckauer2017"][4] + 0.3, (ann, acc)
     assert acc["low-latency"][8] >= ann - 0.06 and acc["low-latency"][8] > acc["rueckauer2017"][8], (ann, acc)
+
+
+def test_cao2015_threshold_sets_where_its_neurons_saturate():
+    """cao2015 does not normalize: one threshold for every neuron, in the ANN's units, spikes worth it. At 1 the
+    neurons of inputs 1.5, 3 and 6 all fire every step (their ANN outputs differ, their SNN outputs do not); at 4
+    they fire every ceil(4 / j) steps (reset to zero), so their outputs keep the ANN's order. The threshold is
+    stored only when set, so checkpoints of the default keep their bytes."""
+    model = nn.Sequential(nn.Linear(4, 4, bias=False), nn.ReLU(), nn.Linear(4, 2, bias=False)).eval()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(4))
+    j = torch.tensor([[0.5, 1.5, 3.0, 6.0]])
+    steps = 24
+    outputs = {}
+    for th in (1.0, 4.0):
+        snn = zoo.convert(model, j, "cao2015", threshold=th, encoder="analog", progress=False)
+        assert snn.config["recipe"].get("threshold", 1.0) == th and ("threshold" in snn.config["recipe"]) == (th != 1)
+        node = next(iter(snn.neurons().values()))  # the hidden layer's
+        assert node.threshold.item() == th and node.amplitude.item() == th
+        with snn.recording() as nodes:
+            snn.run(j, steps)
+        counts = torch.cat(nodes[next(iter(nodes))].recorded).sum(0).flatten()
+        outputs[th] = (counts * th / steps).tolist()
+    assert outputs[1.0] == [0.5, 1.0, 1.0, 1.0]
+    assert outputs[4.0] == pytest.approx([0.5, 4 / 3, 2.0, 4.0])
 
 
 def test_softlif_net_maps_onto_lif_neurons_firing_at_the_lif_rate():

@@ -110,7 +110,7 @@ def compute_thresholds(canonical: fx.GraphModule, recipe, stats=None, *, input_s
         if recipe.norm == "trained":
             th = _trained_threshold(name, p)
         elif recipe.norm == "none":
-            th = torch.ones(1)
+            th = torch.full((1,), float(getattr(recipe, "threshold", 1.0)))
         elif recipe.norm == "model":
             b = bounds[name]
             th = b if recipe.channel_wise else b.max().reshape(1)

@@ -52,6 +52,8 @@ class Recipe(BaseModel):
     norm: Literal["none", "model", "max", "percentile", "trained"] = Field(
         "percentile", description="threshold source ('trained': the ANN's own trained clip, e.g. QCFS's lambda)")
     percentile: float = Field(99.9, gt=0, le=100, description="percentile of positive activations")
+    threshold: float = Field(1.0, gt=0, description="norm='none': every neuron's threshold, in the ANN's units (Cao "
+                             "et al. tuned one by hand; Diehl et al. 2015 swept it for unnormalized nets)")
     channel_wise: bool = Field(False, description="one threshold per channel instead of per layer")
     form: Literal["threshold", "weight"] = Field(
         "threshold", description="threshold balancing, or weight normalization with unit thresholds")
@@ -94,6 +96,9 @@ class Recipe(BaseModel):
         if self.neuron in ("plif", "tssl") and self.norm != "trained":
             raise ValueError(f"neuron={self.neuron!r} keeps a directly trained SNN's neurons as trained: it needs "
                              "norm='trained'")
+        if self.threshold != 1.0 and self.norm != "none":
+            raise ValueError(f"threshold={self.threshold} sets the thresholds of norm='none' only; norm={self.norm!r} "
+                             "computes its own (scale them with percentile, or use norm='none')")
         if self.signed and (self.neuron, self.reset) != ("if", "subtract"):
             raise ValueError("signed=True needs neuron='if' and reset='subtract' (a negative spike undoes one "
                              "subtraction)")
@@ -121,7 +126,7 @@ class Recipe(BaseModel):
 
 
 #: opt-in recipe fields a checkpoint stores only when they are on (read back as their default when absent)
-_STORED_WHEN_SET = {"signed": False, "normalize_output": True}
+_STORED_WHEN_SET = {"signed": False, "normalize_output": True, "threshold": 1.0}
 
 
 def _format_error(err: ValidationError) -> str:
@@ -180,8 +185,9 @@ def get_variant(name: str | Recipe, **overrides: Any) -> Recipe:
 _SEEDS = [
     dict(name="cao2015", reference="Cao, Chen & Khosla 2015, IJCV",
          description="IF neurons reset to zero, biases dropped, Poisson input spikes at rates proportional to "
-                     "the input (c = 1/max|x|, so no rate is clipped), spike-count readout, no normalization "
-                     "(thresholds 1: the ANN's activations must lie in [0, 1], see the tailored zoo).",
+                     "the input (c = 1/max|x|, so no rate is clipped), spike-count readout, no normalization: "
+                     "one threshold for every neuron (threshold, default 1; Cao et al. set it by hand), above which "
+                     "an activation saturates at one spike per step.",
          neuron="if", reset="zero", encoder="poisson", poisson_rate=None, readout="spike_count", bias="drop",
          norm="none",
          maxpool="spike_max"),
