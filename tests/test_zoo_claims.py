@@ -121,11 +121,12 @@ def test_published_index_joins_the_packaged_models(zoo_name):
 
 
 def test_published_checkpoints_fit_in_git():
-    """Published checkpoints live in git: 83 MiB in all, over every zoo (64 MiB until the directly trained zoo
-    added its 6.3 MiB, 72 MiB until the soft-LIF zoo added 2.3 MiB, 76 MiB until the TSSL-BP zoo added 6.3 MiB)."""
+    """Published checkpoints live in git: 86 MiB in all, over every zoo (64 MiB until the directly trained zoo
+    added its 6.3 MiB, 72 MiB until the soft-LIF zoo added 2.3 MiB, 76 MiB until the TSSL-BP zoo added 6.3 MiB,
+    83 MiB until the directly trained CIFAR-10 CNN added 2.3 MiB)."""
     sizes = {z: sum(f.stat().st_size for f in ZOOS[z].rglob("*.safetensors")) for z in ZOOS if ZOOS[z].is_dir()}
     total = sum(sizes.values())
-    assert total <= 83 * 2**20, (f"published checkpoints take {total / 2**20:.1f} MiB (> 83 MiB; "
+    assert total <= 86 * 2**20, (f"published checkpoints take {total / 2**20:.1f} MiB (> 86 MiB; "
                                  f"{ {z: round(b / 2**20, 1) for z, b in sizes.items()} }): list the largest models "
                                  "in zoos.<zoo>.default_only")
 
