@@ -30,7 +30,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-TAILORED = ROOT / "models/zoo-tailored"
 
 import zoo  # noqa: E402
 from depth_compensation import layer_gains  # noqa: E402
@@ -42,8 +41,8 @@ from zoo.serialization import load_snn  # noqa: E402
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default=None, help="default: cao-cnn-cifar10's checkpoint in the tailored zoo "
-                                                      "(its default variant: the one kept in git)")
+    p.add_argument("--checkpoint", default=None, help="default: the published cao-cnn-cifar10's ANN "
+                                                      "(zoo.load(..., ann=True))")
     p.add_argument("--prepared", default=str(ROOT / "data/prepared/cifar10"), help="the prepare stage's output")
     p.add_argument("--images", type=int, default=200, help="the first N calibration (training) images")
     p.add_argument("--thresholds", type=float, nargs="+", default=[1, 2, 4, 8, 16])
@@ -54,17 +53,15 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(a.threads)
     if not (Path(a.prepared) / "calibration.safetensors").is_file():
         raise SystemExit(f"no calibration split at {a.prepared}: run `dvc repro -s prepare@cifar10` first")
-    if a.checkpoint is None:
-        entry = json.loads((TAILORED / "index.json").read_text())["models"]["cao-cnn-cifar10"]
-        a.checkpoint = str(TAILORED / "cao-cnn-cifar10" / f"{entry['default_variant']}.safetensors")
-    ann = ann_from_snn(load_snn(a.checkpoint))
+    # the published model's ANN (zoo.load reads this checkout's zoo), or the one inside a given checkpoint
+    ann = zoo.load("cao-cnn-cifar10", ann=True) if a.checkpoint is None else ann_from_snn(load_snn(a.checkpoint))
     calib = PreparedData(a.prepared).calibration
     n = min(a.images, len(calib))
     x = torch.stack([calib[i][0] for i in range(n)])
     y = torch.stack([torch.as_tensor(calib[i][1]) for i in range(n)]).long()
     with torch.no_grad():
         ann_acc = float((ann(x).argmax(1) == y).float().mean())
-    print(f"{Path(a.checkpoint).name} -> ANN {ann_acc:.2%} on {n} calibration (training) images; "
+    print(f"{Path(a.checkpoint).name if a.checkpoint else 'cao-cnn-cifar10'} -> ANN {ann_acc:.2%} on {n} calibration (training) images; "
           f"torch {torch.__version__}, {a.threads} threads, {platform.processor() or platform.machine()}")
     stats = zoo.calibrate(canonicalize(ann), calib, progress=False)
     t_max, rows = max(a.timesteps), {}
